@@ -1,0 +1,31 @@
+//! widget-data answers dashboard widgets' data requests from PostgreSQL.
+//!
+//! A request travels one pipeline, each stage in its own module:
+//!
+//! ```text
+//! http (auth, body) -> plan (pure) -> sql (sea-query) -> exec (Postgres)
+//! ```
+//!
+//! | stage | module | does |
+//! |---|---|---|
+//! | edge | [`http`] | routing, JWT check ([`auth`]), body parsing, error rendering |
+//! | plan | [`plan`] | pure: untrusted `DataSource` + [`schema::SchemaCache`] -> `QueryPlan` |
+//! | sql | [`sql`] | pure: `QueryPlan` -> SQL text and bind values (the only sea-query user) |
+//! | exec | [`exec`] | runs it in a read-only transaction under the caller's role |
+//!
+//! Around them: [`config`] (environment), [`app`] (shared state),
+//! [`embedded`] (a private PostgreSQL for `cargo run` and the tests),
+//! [`db`] (connect, migrate, seed) and [`error`] (the one error type that
+//! becomes an HTTP response).
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod embedded;
+pub mod error;
+pub mod exec;
+pub mod http;
+pub mod plan;
+pub mod schema;
+pub mod sql;

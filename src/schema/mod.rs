@@ -1,0 +1,138 @@
+//! The schema cache: which tables, views and columns of the exposed schemas
+//! exist, with their types and whether row-level security is on.
+//!
+//! Pure data: the planner takes identifiers only from here, never from the
+//! request. Loading it from PostgreSQL lives in `load`.
+
+mod load;
+
+pub use load::{load, RELOAD_CHANNEL, RELOAD_PAYLOAD};
+
+use std::collections::HashMap;
+
+/// How a column's values are typed, compared and bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnKind {
+    /// smallint, integer, bigint
+    Integer,
+    /// real, double precision
+    Float,
+    /// numeric / decimal
+    Numeric,
+    /// text, varchar, char, citext, name
+    Text,
+    Boolean,
+    Uuid,
+    Timestamptz,
+    Timestamp,
+    Date,
+    /// json, jsonb: may be selected and grouped, not filtered or aggregated
+    Json,
+    /// anything else (arrays, enums, geometric, ...): may be counted only
+    Other,
+}
+
+impl ColumnKind {
+    /// Maps a PostgreSQL type name (`pg_type.typname`) to its kind.
+    pub fn from_pg_type(typname: &str) -> Self {
+        match typname {
+            "int2" | "int4" | "int8" => Self::Integer,
+            "float4" | "float8" => Self::Float,
+            "numeric" => Self::Numeric,
+            "text" | "varchar" | "bpchar" | "citext" | "name" => Self::Text,
+            "bool" => Self::Boolean,
+            "uuid" => Self::Uuid,
+            "timestamptz" => Self::Timestamptz,
+            "timestamp" => Self::Timestamp,
+            "date" => Self::Date,
+            "json" | "jsonb" => Self::Json,
+            _ => Self::Other,
+        }
+    }
+
+    pub fn is_numeric(self) -> bool {
+        matches!(self, Self::Integer | Self::Float | Self::Numeric)
+    }
+
+    pub fn is_temporal(self) -> bool {
+        matches!(self, Self::Timestamptz | Self::Timestamp | Self::Date)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    /// `pg_type.typname`, e.g. `int4`, `timestamptz`.
+    pub pg_type: String,
+    pub kind: ColumnKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    Table,
+    View,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub schema: String,
+    pub name: String,
+    pub kind: RelationKind,
+    /// `relrowsecurity`: row-level security is enabled on the table.
+    pub rls_enabled: bool,
+    /// In ordinal order.
+    pub columns: Vec<Column>,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// Every table and view of the exposed schemas.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaCache {
+    /// In `EXPOSED_SCHEMAS` order; an unqualified table name is looked up in
+    /// these in turn, like a `search_path`.
+    schemas: Vec<String>,
+    tables: HashMap<(String, String), Table>,
+}
+
+impl SchemaCache {
+    pub fn new(schemas: Vec<String>, tables: impl IntoIterator<Item = Table>) -> Self {
+        let tables = tables
+            .into_iter()
+            .map(|t| ((t.schema.clone(), t.name.clone()), t))
+            .collect();
+        Self { schemas, tables }
+    }
+
+    pub fn schemas(&self) -> &[String] {
+        &self.schemas
+    }
+
+    /// Resolves `table` or `schema.table` against the exposed schemas.
+    pub fn resolve(&self, reference: &str) -> Option<&Table> {
+        match reference.split_once('.') {
+            Some((schema, name)) => self.tables.get(&(schema.to_owned(), name.to_owned())),
+            None => self
+                .schemas
+                .iter()
+                .find_map(|s| self.tables.get(&(s.clone(), reference.to_owned()))),
+        }
+    }
+
+    pub fn tables(&self) -> impl Iterator<Item = &Table> {
+        self.tables.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tables.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+}

@@ -1,1 +1,272 @@
-//! (being written)
+//! Who is asking: checks a bearer JWT (Supabase conventions) and gives the
+//! `Principal` a request runs as.
+//!
+//! Pure: no I/O. Tokens are HS256 only; `exp` is required, `nbf` and `aud`
+//! are checked when present, and the role claim must name one of the three
+//! Postgres roles the migrations create.
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+use serde_json::Value;
+
+/// Clock skew tolerated on `exp` and `nbf`, as PostgREST allows.
+const LEEWAY_SECS: u64 = 30;
+
+/// The Postgres role a request runs as. A closed set: the name reaches SQL
+/// only through `as_str`, never from the token's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Anon,
+    Authenticated,
+    ServiceRole,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Anon => "anon",
+            Role::Authenticated => "authenticated",
+            Role::ServiceRole => "service_role",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "anon" => Some(Role::Anon),
+            "authenticated" => Some(Role::Authenticated),
+            "service_role" => Some(Role::ServiceRole),
+            _ => None,
+        }
+    }
+}
+
+/// The verified caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    pub role: Role,
+    /// The `sub` claim: the user id `auth.uid()` returns.
+    pub sub: Option<String>,
+    /// Every claim, handed to Postgres as `request.jwt.claims`.
+    pub claims: Value,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("missing Authorization header: send `Authorization: Bearer <JWT>`")]
+    MissingToken,
+    #[error("malformed Authorization header: expected `Bearer <JWT>`")]
+    MalformedHeader,
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet (nbf)")]
+    NotYetValid,
+    #[error("token audience does not match")]
+    WrongAudience,
+    #[error("token has no `{0}` claim naming a role")]
+    MissingRole(String),
+    #[error("role {0:?} is not allowed: use anon, authenticated or service_role")]
+    UnknownRole(String),
+}
+
+impl AuthError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::MissingToken => "missing_token",
+            AuthError::MalformedHeader => "malformed_authorization",
+            AuthError::InvalidToken(_) => "invalid_token",
+            AuthError::Expired => "token_expired",
+            AuthError::NotYetValid => "token_not_yet_valid",
+            AuthError::WrongAudience => "invalid_audience",
+            AuthError::MissingRole(_) => "missing_role_claim",
+            AuthError::UnknownRole(_) => "unknown_role",
+        }
+    }
+
+    /// 403 for a well-formed token whose role is refused; 401 for the rest.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, AuthError::UnknownRole(_))
+    }
+}
+
+pub struct JwtVerifier {
+    key: DecodingKey,
+    validation: Validation,
+    audience: String,
+    role_claim: String,
+}
+
+impl JwtVerifier {
+    pub fn new(secret: &str, audience: &str, role_claim: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp"]);
+        // `aud` is checked by hand below: it is optional, but must match
+        // when present.
+        validation.validate_aud = false;
+        Self {
+            key: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+            audience: audience.to_owned(),
+            role_claim: role_claim.to_owned(),
+        }
+    }
+
+    /// Verifies the value of an `Authorization` header.
+    pub fn verify_header(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+        let header = header.ok_or(AuthError::MissingToken)?;
+        let (scheme, token) = header
+            .trim()
+            .split_once(' ')
+            .ok_or(AuthError::MalformedHeader)?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(AuthError::MalformedHeader);
+        }
+        self.verify(token.trim())
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let data = jsonwebtoken::decode::<Value>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidSignature => AuthError::InvalidToken("bad signature"),
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    AuthError::InvalidToken("algorithm must be HS256")
+                }
+                ErrorKind::MissingRequiredClaim(_) => AuthError::InvalidToken("missing exp claim"),
+                _ => AuthError::InvalidToken("not a well-formed HS256 JWT"),
+            },
+        )?;
+        let claims = data.claims;
+        if !claims.is_object() {
+            return Err(AuthError::InvalidToken("claims are not a JSON object"));
+        }
+        match claims.get("aud") {
+            None => {}
+            Some(Value::String(aud)) if *aud == self.audience => {}
+            Some(Value::Array(auds)) if auds.iter().any(|a| a.as_str() == Some(&self.audience)) => {}
+            Some(_) => return Err(AuthError::WrongAudience),
+        }
+        let role = match claims.get(&self.role_claim) {
+            Some(Value::String(name)) => {
+                Role::parse(name).ok_or_else(|| AuthError::UnknownRole(name.clone()))?
+            }
+            Some(other) => return Err(AuthError::UnknownRole(other.to_string())),
+            None => return Err(AuthError::MissingRole(self.role_claim.clone())),
+        };
+        let sub = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
+        Ok(Principal { role, sub, claims })
+    }
+}
+
+/// Signs HS256 tokens: the dev tokens printed at start, and the tests'.
+pub fn sign(secret: &str, claims: &Value) -> Result<String, jsonwebtoken::errors::Error> {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SECRET: &str = "test-secret-test-secret-test-secret";
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    fn verifier() -> JwtVerifier {
+        JwtVerifier::new(SECRET, "authenticated", "role")
+    }
+
+    fn token(claims: Value) -> String {
+        sign(SECRET, &claims).unwrap()
+    }
+
+    #[test]
+    fn a_valid_token_gives_its_role_and_subject() {
+        let p = verifier()
+            .verify_header(Some(&format!(
+                "Bearer {}",
+                token(json!({"role": "authenticated", "sub": "u1", "exp": now() + 60, "aud": "authenticated"}))
+            )))
+            .unwrap();
+        assert_eq!(p.role, Role::Authenticated);
+        assert_eq!(p.sub.as_deref(), Some("u1"));
+    }
+
+    #[test]
+    fn each_rejection_has_its_own_error() {
+        let v = verifier();
+        let cases: Vec<(Option<String>, AuthError)> = vec![
+            (None, AuthError::MissingToken),
+            (Some("Basic abc".into()), AuthError::MalformedHeader),
+            (Some("Bearer".into()), AuthError::MalformedHeader),
+            (Some("Bearer not.a.jwt".into()), AuthError::InvalidToken("not a well-formed HS256 JWT")),
+            (
+                Some(format!("Bearer {}", sign("another-secret-another-secret-xx", &json!({"role": "anon", "exp": now() + 60})).unwrap())),
+                AuthError::InvalidToken("bad signature"),
+            ),
+            (Some(format!("Bearer {}", token(json!({"role": "anon", "exp": now() - 3600})))), AuthError::Expired),
+            (Some(format!("Bearer {}", token(json!({"role": "anon"})))), AuthError::InvalidToken("missing exp claim")),
+            (
+                Some(format!("Bearer {}", token(json!({"role": "anon", "exp": now() + 7200, "nbf": now() + 3600})))),
+                AuthError::NotYetValid,
+            ),
+            (
+                Some(format!("Bearer {}", token(json!({"role": "anon", "exp": now() + 60, "aud": "someone-else"})))),
+                AuthError::WrongAudience,
+            ),
+            (
+                Some(format!("Bearer {}", token(json!({"role": "postgres", "exp": now() + 60})))),
+                AuthError::UnknownRole("postgres".into()),
+            ),
+            (
+                Some(format!("Bearer {}", token(json!({"exp": now() + 60})))),
+                AuthError::MissingRole("role".into()),
+            ),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(v.verify_header(header.as_deref()).unwrap_err(), expected, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn an_unsigned_alg_none_token_is_rejected() {
+        use base64_url as b64;
+        let header = b64(br#"{"alg":"none","typ":"JWT"}"#);
+        let body = b64(format!(r#"{{"role":"service_role","exp":{}}}"#, now() + 60).as_bytes());
+        let err = verifier().verify(&format!("{header}.{body}.")).unwrap_err();
+        assert!(matches!(err, AuthError::InvalidToken(_)), "{err:?}");
+    }
+
+    #[test]
+    fn an_audience_list_containing_ours_is_accepted() {
+        let p = verifier()
+            .verify(&token(json!({"role": "anon", "exp": now() + 60, "aud": ["x", "authenticated"]})))
+            .unwrap();
+        assert_eq!(p.role, Role::Anon);
+    }
+
+    /// Minimal unpadded base64url, enough to forge a header in a test.
+    fn base64_url(bytes: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+            for i in 0..=chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+}

@@ -1,1 +1,230 @@
-//! (being written)
+//! Configuration from environment variables, each with a safe default.
+//!
+//! Takes the process environment (or any lookup function, for tests); gives
+//! a `Config`. Secrets are never printed: `Debug` redacts them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The HS256 secret used in embedded dev mode when `JWT_SECRET` is unset.
+/// It is printed at start: it protects nothing but a developer's sample data.
+pub const DEV_JWT_SECRET: &str = "widget-data-dev-secret-not-for-production-use";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    /// `None`: start the embedded PostgreSQL under `data_dir`.
+    pub database_url: Option<String>,
+    pub listen_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub jwt_secret: String,
+    /// True when `jwt_secret` is the built-in dev secret.
+    pub jwt_secret_is_dev: bool,
+    pub jwt_audience: String,
+    pub jwt_role_claim: String,
+    pub exposed_schemas: Vec<String>,
+    pub query_timeout: Duration,
+    pub max_rows: u32,
+    pub cache_default_ttl_secs: u64,
+    pub cache_memory_mb: u64,
+    pub seed: bool,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{name}: {message} (got {value:?})")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        message: &'static str,
+    },
+    #[error("JWT_SECRET is required when DATABASE_URL is set")]
+    MissingJwtSecret,
+    #[error("JWT_SECRET must be at least 32 bytes long")]
+    ShortJwtSecret,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let database_url = get("DATABASE_URL");
+        let embedded = database_url.is_none();
+        let (jwt_secret, jwt_secret_is_dev) = match get("JWT_SECRET") {
+            Some(secret) if secret.len() < 32 => return Err(ConfigError::ShortJwtSecret),
+            Some(secret) => (secret, false),
+            None if embedded => (DEV_JWT_SECRET.to_owned(), true),
+            None => return Err(ConfigError::MissingJwtSecret),
+        };
+        let exposed_schemas: Vec<String> = get("EXPOSED_SCHEMAS")
+            .unwrap_or_else(|| "public".into())
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if exposed_schemas.is_empty() {
+            return Err(invalid("EXPOSED_SCHEMAS", "", "must name at least one schema"));
+        }
+        Ok(Self {
+            listen_addr: parse(&get, "LISTEN_ADDR", "127.0.0.1:8080", "must be host:port")?,
+            data_dir: PathBuf::from(get("DATA_DIR").unwrap_or_else(|| ".data".into())),
+            jwt_secret,
+            jwt_secret_is_dev,
+            jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "authenticated".into()),
+            jwt_role_claim: get("JWT_ROLE_CLAIM").unwrap_or_else(|| "role".into()),
+            exposed_schemas,
+            query_timeout: Duration::from_millis(positive(&get, "QUERY_TIMEOUT_MS", 5000)?),
+            max_rows: u32::try_from(positive(&get, "MAX_ROWS", 10_000)?)
+                .map_err(|_| invalid("MAX_ROWS", "", "is too large"))?,
+            cache_default_ttl_secs: positive(&get, "CACHE_DEFAULT_TTL_SECS", 300)?,
+            cache_memory_mb: parse(&get, "CACHE_MEMORY_MB", "64", "must be a whole number")?,
+            seed: match get("SEED") {
+                None => embedded,
+                Some(v) => parse_bool("SEED", &v)?,
+            },
+            log_format: match get("LOG_FORMAT").as_deref() {
+                None | Some("pretty") => LogFormat::Pretty,
+                Some("json") => LogFormat::Json,
+                Some(other) => return Err(invalid("LOG_FORMAT", other, "must be pretty or json")),
+            },
+            database_url,
+        })
+    }
+}
+
+fn invalid(name: &'static str, value: &str, message: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        message,
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: &str,
+    message: &'static str,
+) -> Result<T, ConfigError> {
+    let raw = get(name).unwrap_or_else(|| default.to_owned());
+    raw.trim().parse().map_err(|_| invalid(name, &raw, message))
+}
+
+fn positive(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    let value: u64 = parse(get, name, &default.to_string(), "must be a positive whole number")?;
+    if value == 0 {
+        return Err(invalid(name, "0", "must be a positive whole number"));
+    }
+    Ok(value)
+}
+
+fn parse_bool(name: &'static str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(invalid(name, raw, "must be true or false")),
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Secrets stay out of logs: the URL may carry a password.
+        f.debug_struct("Config")
+            .field("database_url", &self.database_url.as_ref().map(|_| "<redacted>"))
+            .field("listen_addr", &self.listen_addr)
+            .field("data_dir", &self.data_dir)
+            .field("jwt_secret", &"<redacted>")
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_role_claim", &self.jwt_role_claim)
+            .field("exposed_schemas", &self.exposed_schemas)
+            .field("query_timeout", &self.query_timeout)
+            .field("max_rows", &self.max_rows)
+            .field("cache_default_ttl_secs", &self.cache_default_ttl_secs)
+            .field("cache_memory_mb", &self.cache_memory_mb)
+            .field("seed", &self.seed)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_describe_embedded_dev_mode() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from(".data"));
+        assert!(c.jwt_secret_is_dev);
+        assert_eq!(c.jwt_audience, "authenticated");
+        assert_eq!(c.jwt_role_claim, "role");
+        assert_eq!(c.exposed_schemas, vec!["public"]);
+        assert_eq!(c.query_timeout, Duration::from_millis(5000));
+        assert_eq!(c.max_rows, 10_000);
+        assert_eq!(c.cache_default_ttl_secs, 300);
+        assert_eq!(c.cache_memory_mb, 64);
+        assert!(c.seed);
+        assert_eq!(c.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn an_external_database_requires_a_jwt_secret_and_does_not_seed() {
+        assert_eq!(
+            config(&[("DATABASE_URL", "postgres://x/y")]).unwrap_err(),
+            ConfigError::MissingJwtSecret
+        );
+        let c = config(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ])
+        .unwrap();
+        assert!(!c.seed);
+        assert!(!c.jwt_secret_is_dev);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = config(&[("QUERY_TIMEOUT_MS", "soon")]).unwrap_err();
+        assert!(err.to_string().starts_with("QUERY_TIMEOUT_MS"), "{err}");
+        let err = config(&[("MAX_ROWS", "0")]).unwrap_err();
+        assert!(err.to_string().starts_with("MAX_ROWS"), "{err}");
+        let err = config(&[("SEED", "maybe")]).unwrap_err();
+        assert!(err.to_string().starts_with("SEED"), "{err}");
+        assert_eq!(
+            config(&[("JWT_SECRET", "short")]).unwrap_err(),
+            ConfigError::ShortJwtSecret
+        );
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let c = config(&[("DATABASE_URL", "postgres://u:hunter2@h/d"), ("JWT_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret")]).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+    }
+}

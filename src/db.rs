@@ -1,1 +1,115 @@
-//! (being written)
+//! Connecting to PostgreSQL, applying `migrations/` and loading `seed/`.
+//!
+//! Takes a connection URL; gives a pool with the schema in place. Runs
+//! only fixed SQL that ships with the binary.
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use std::time::Duration;
+
+/// The seeded demo user, owner of the demo dashboard.
+pub const DEMO_USER_ID: &str = "5e2b7a1c-3d4f-4a6b-9c8d-0e1f2a3b4c5d";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+const SEED: &str = include_str!("../seed/seed.sql");
+
+/// A pool that fails fast when the database is unreachable, instead of
+/// queueing requests for half a minute.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Loads the sample data unless `servers` already has rows; says whether
+/// it inserted anything.
+pub async fn seed(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM public.servers")
+        .fetch_one(pool)
+        .await?;
+    if before > 0 {
+        return Ok(false);
+    }
+    sqlx::raw_sql(SEED).execute(pool).await?;
+    Ok(true)
+}
+
+/// The database answers and the newest migration is applied.
+pub async fn is_ready(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let newest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied: Option<i64> = sqlx::query_scalar(
+        "SELECT max(version) FROM _sqlx_migrations WHERE success",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(applied.unwrap_or(0) >= newest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::EmbeddedPostgres;
+    use sqlx::{Connection, PgConnection};
+
+    #[tokio::test]
+    async fn migrations_apply_to_several_databases_of_one_cluster_and_seed_once() {
+        let dir = std::env::temp_dir().join(format!("widget-data-db-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+        let mut admin = PgConnection::connect(&pg.url("postgres")).await.unwrap();
+        for db in ["one", "two"] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let pool = connect(&pg.url(db), 2).await.unwrap();
+            migrate(&pool).await.unwrap();
+            migrate(&pool).await.unwrap();
+            assert!(is_ready(&pool).await.unwrap());
+            pool.close().await;
+        }
+        let pool = connect(&pg.url("one"), 2).await.unwrap();
+        assert!(seed(&pool).await.unwrap());
+        assert!(!seed(&pool).await.unwrap(), "a second seed does nothing");
+        let servers: i64 = sqlx::query_scalar("SELECT count(*) FROM servers").fetch_one(&pool).await.unwrap();
+        assert_eq!(servers, 5000);
+        let statuses: i64 = sqlx::query_scalar("SELECT count(DISTINCT status) FROM servers")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(statuses, 4);
+        let widgets: i64 = sqlx::query_scalar("SELECT count(*) FROM app.dashboard_widgets WHERE owner_id = $1::uuid")
+            .bind(DEMO_USER_ID)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(widgets, 4);
+
+        let mut tx = pool.begin().await.unwrap();
+        let (_, uid): (String, Option<String>) = sqlx::query_as(
+            "SELECT set_config('request.jwt.claims', $1, true), auth.uid()::text",
+        )
+        .bind(format!(r#"{{"sub":"{DEMO_USER_ID}"}}"#))
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        assert_eq!(uid.as_deref(), Some(DEMO_USER_ID));
+        let (_, uid): (String, Option<String>) =
+            sqlx::query_as("SELECT set_config('request.jwt.claims', '{\"sub\":\"not-a-uuid\"}', true), auth.uid()::text")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        assert_eq!(uid, None);
+        tx.rollback().await.unwrap();
+        pool.close().await;
+        admin.close().await.unwrap();
+        pg.stop().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,1 +1,139 @@
-//! (being written)
+//! `ApiError`: the one error type that becomes an HTTP response.
+//!
+//! Each stage has its own error enum; this module is the single table that
+//! maps them to a status and a stable snake_case `code`. A 5xx body is
+//! generic: its cause is logged here, once, and never sent to the client.
+
+use crate::auth::AuthError;
+use crate::exec::ExecError;
+use crate::plan::PlanError;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// The body is not JSON of the expected shape.
+    #[error("{message}")]
+    InvalidBody { message: String },
+    #[error("request body is larger than {limit_bytes} bytes")]
+    PayloadTooLarge { limit_bytes: usize },
+    /// A saved widget whose stored configuration does not parse.
+    #[error("the saved widget's {field} is invalid: {message}")]
+    InvalidSavedWidget { field: String, message: String },
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    #[error("no route for {method} {path}")]
+    NoRoute { method: String, path: String },
+}
+
+/// The JSON shape of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable, snake_case; one per condition.
+    pub code: &'static str,
+    pub message: String,
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Value>,
+    pub hint: Option<String>,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Auth(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
+            ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Plan(_) | ApiError::InvalidBody { .. } | ApiError::InvalidSavedWidget { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ApiError::Exec(e) => match e {
+                ExecError::PermissionDenied { .. } => StatusCode::FORBIDDEN,
+                ExecError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                ExecError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                ExecError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Auth(e) => e.code(),
+            ApiError::Plan(e) => e.code(),
+            ApiError::InvalidBody { .. } => "invalid_body",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::InvalidSavedWidget { .. } => "invalid_saved_widget",
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::NoRoute { .. } => "no_route",
+            ApiError::Exec(e) => match e {
+                ExecError::PermissionDenied { .. } => "permission_denied",
+                ExecError::Timeout => "query_timeout",
+                ExecError::Unavailable(_) => "database_unavailable",
+                ExecError::Internal(_) => "internal_error",
+            },
+        }
+    }
+
+    fn body(&self) -> ErrorBody {
+        let (message, details, hint) = match self {
+            ApiError::Plan(e) => (
+                e.to_string(),
+                Some(serde_json::json!({ "field": e.field() })),
+                None,
+            ),
+            ApiError::InvalidSavedWidget { field, .. } => (
+                self.to_string(),
+                Some(serde_json::json!({ "field": field })),
+                None,
+            ),
+            ApiError::Auth(AuthError::MissingToken) => (
+                self.to_string(),
+                None,
+                Some("supabase-js sends it when the client has a session or a key".into()),
+            ),
+            ApiError::Exec(ExecError::PermissionDenied { message }) => (
+                "the caller's role may not read this data".into(),
+                Some(serde_json::json!({ "reason": message })),
+                Some("GRANT SELECT on the table to the role, or use a role that has it".into()),
+            ),
+            ApiError::Exec(ExecError::Timeout) => (
+                "the query took longer than QUERY_TIMEOUT_MS and was cancelled".into(),
+                None,
+                Some("narrow the data source with filters or a smaller time range".into()),
+            ),
+            // 5xx: nothing of the cause reaches the client.
+            ApiError::Exec(ExecError::Unavailable(_)) => {
+                ("the database is unavailable; try again shortly".into(), None, None)
+            }
+            ApiError::Exec(ExecError::Internal(_)) => ("internal error".into(), None, None),
+            _ => (self.to_string(), None, None),
+        };
+        ErrorBody {
+            code: self.code(),
+            message,
+            details,
+            hint,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            // Logged once, here, inside the request's span (which carries
+            // the request id).
+            tracing::error!(code = self.code(), cause = ?self, "request failed");
+        }
+        (status, Json(self.body())).into_response()
+    }
+}

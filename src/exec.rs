@@ -1,1 +1,103 @@
-//! (being written)
+//! Runs generated SQL under the caller's Postgres role.
+//!
+//! Takes a pool, a `Principal` and a statement from `sql`; gives the rows as
+//! one JSON array. Every query runs in its own READ ONLY transaction that
+//! first sets the role, the JWT claims and the statement timeout, so
+//! PostgreSQL's GRANTs and row-level security decide what the caller sees.
+//! Builds no SQL of its own beyond that fixed preamble.
+
+use crate::auth::Principal;
+use serde_json::value::RawValue;
+use sqlx::postgres::Postgres;
+use sqlx::{IntoArguments, PgPool, SqlSafeStr, types::Json};
+use std::time::Duration;
+
+/// One round trip sets everything the transaction needs. `set_config(...,
+/// true)` is `SET LOCAL`: it ends with the transaction, so a pooled
+/// connection never carries one caller's role into the next request.
+const PREAMBLE: &str = "SELECT set_config('role', $1, true), \
+    set_config('request.jwt.claims', $2, true), \
+    set_config('statement_timeout', $3, true), \
+    set_config('TimeZone', 'UTC', true)";
+
+/// How much longer than `statement_timeout` we wait for PostgreSQL before
+/// giving up on the connection ourselves (a hung network, a dead server).
+const CLIENT_TIMEOUT_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// SQLSTATE 42501: the role lacks a GRANT.
+    #[error("permission denied: {message}")]
+    PermissionDenied { message: String },
+    /// SQLSTATE 57014 (statement_timeout) or our own deadline.
+    #[error("query timed out")]
+    Timeout,
+    /// Cannot reach PostgreSQL, or it is shutting down.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Anything else: a bug in the SQL we generated, or in us.
+    #[error("database error: {0}")]
+    Internal(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for ExecError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                Some("42501") => ExecError::PermissionDenied {
+                    message: db.message().to_owned(),
+                },
+                Some("57014") => ExecError::Timeout,
+                // connection exceptions, insufficient resources, operator
+                // intervention (shutdown), cannot connect now
+                Some(code)
+                    if code.starts_with("08")
+                        || code.starts_with("53")
+                        || code.starts_with("57P") =>
+                {
+                    ExecError::Unavailable(e)
+                }
+                _ => ExecError::Internal(e),
+            },
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => ExecError::Unavailable(e),
+            _ => ExecError::Internal(e),
+        }
+    }
+}
+
+/// Runs `sql` (which must return one row with one `json` column) as
+/// `principal`, and returns that JSON untouched.
+pub async fn query_json<A>(
+    pool: &PgPool,
+    principal: &Principal,
+    timeout: Duration,
+    sql: impl SqlSafeStr,
+    arguments: A,
+) -> Result<Box<RawValue>, ExecError>
+where
+    A: IntoArguments<Postgres> + Send,
+{
+    let run = async {
+        let mut tx = pool.begin_with("BEGIN READ ONLY").await?;
+        sqlx::query(PREAMBLE)
+            .bind(principal.role.as_str())
+            .bind(principal.claims.to_string())
+            .bind(timeout.as_millis().to_string())
+            .execute(&mut *tx)
+            .await?;
+        let Json(rows): Json<Box<RawValue>> =
+            sqlx::query_scalar_with(sql, arguments)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok::<_, ExecError>(rows)
+    };
+    match tokio::time::timeout(timeout + CLIENT_TIMEOUT_GRACE, run).await {
+        Ok(result) => result,
+        Err(_) => Err(ExecError::Timeout),
+    }
+}

@@ -26,6 +26,8 @@ pub mod embedded;
 pub mod error;
 pub mod exec;
 pub mod http;
+pub mod pipeline;
 pub mod plan;
 pub mod schema;
 pub mod sql;
+pub mod widgets;

@@ -1,0 +1,12 @@
+//! Integration tests on a real PostgreSQL. One binary, so the suite links
+//! once and shares one throwaway cluster.
+
+mod harness;
+
+mod auth;
+mod compile;
+mod e2e;
+mod injection;
+mod openapi;
+mod rls;
+mod widgets;

@@ -23,7 +23,11 @@ impl App {
     pub async fn new(config: Config, pool: PgPool) -> Result<Arc<Self>, sqlx::Error> {
         let schema = schema::load(&pool, &config.exposed_schemas).await?;
         Ok(Arc::new(Self {
-            jwt: JwtVerifier::new(&config.jwt_secret, &config.jwt_audience, &config.jwt_role_claim),
+            jwt: JwtVerifier::new(
+                &config.jwt_secret,
+                &config.jwt_audience,
+                &config.jwt_role_claim,
+            ),
             limits: Limits {
                 default_limit: 1000.min(config.max_rows),
                 max_rows: config.max_rows,

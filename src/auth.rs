@@ -149,7 +149,8 @@ impl JwtVerifier {
         match claims.get("aud") {
             None => {}
             Some(Value::String(aud)) if *aud == self.audience => {}
-            Some(Value::Array(auds)) if auds.iter().any(|a| a.as_str() == Some(&self.audience)) => {}
+            Some(Value::Array(auds)) if auds.iter().any(|a| a.as_str() == Some(&self.audience)) => {
+            }
             Some(_) => return Err(AuthError::WrongAudience),
         }
         let role = match claims.get(&self.role_claim) {
@@ -211,23 +212,51 @@ mod tests {
             (None, AuthError::MissingToken),
             (Some("Basic abc".into()), AuthError::MalformedHeader),
             (Some("Bearer".into()), AuthError::MalformedHeader),
-            (Some("Bearer not.a.jwt".into()), AuthError::InvalidToken("not a well-formed HS256 JWT")),
             (
-                Some(format!("Bearer {}", sign("another-secret-another-secret-xx", &json!({"role": "anon", "exp": now() + 60})).unwrap())),
+                Some("Bearer not.a.jwt".into()),
+                AuthError::InvalidToken("not a well-formed HS256 JWT"),
+            ),
+            (
+                Some(format!(
+                    "Bearer {}",
+                    sign(
+                        "another-secret-another-secret-xx",
+                        &json!({"role": "anon", "exp": now() + 60})
+                    )
+                    .unwrap()
+                )),
                 AuthError::InvalidToken("bad signature"),
             ),
-            (Some(format!("Bearer {}", token(json!({"role": "anon", "exp": now() - 3600})))), AuthError::Expired),
-            (Some(format!("Bearer {}", token(json!({"role": "anon"})))), AuthError::InvalidToken("missing exp claim")),
             (
-                Some(format!("Bearer {}", token(json!({"role": "anon", "exp": now() + 7200, "nbf": now() + 3600})))),
+                Some(format!(
+                    "Bearer {}",
+                    token(json!({"role": "anon", "exp": now() - 3600}))
+                )),
+                AuthError::Expired,
+            ),
+            (
+                Some(format!("Bearer {}", token(json!({"role": "anon"})))),
+                AuthError::InvalidToken("missing exp claim"),
+            ),
+            (
+                Some(format!(
+                    "Bearer {}",
+                    token(json!({"role": "anon", "exp": now() + 7200, "nbf": now() + 3600}))
+                )),
                 AuthError::NotYetValid,
             ),
             (
-                Some(format!("Bearer {}", token(json!({"role": "anon", "exp": now() + 60, "aud": "someone-else"})))),
+                Some(format!(
+                    "Bearer {}",
+                    token(json!({"role": "anon", "exp": now() + 60, "aud": "someone-else"}))
+                )),
                 AuthError::WrongAudience,
             ),
             (
-                Some(format!("Bearer {}", token(json!({"role": "postgres", "exp": now() + 60})))),
+                Some(format!(
+                    "Bearer {}",
+                    token(json!({"role": "postgres", "exp": now() + 60}))
+                )),
                 AuthError::UnknownRole("postgres".into()),
             ),
             (
@@ -236,7 +265,11 @@ mod tests {
             ),
         ];
         for (header, expected) in cases {
-            assert_eq!(v.verify_header(header.as_deref()).unwrap_err(), expected, "{header:?}");
+            assert_eq!(
+                v.verify_header(header.as_deref()).unwrap_err(),
+                expected,
+                "{header:?}"
+            );
         }
     }
 
@@ -252,7 +285,9 @@ mod tests {
     #[test]
     fn an_audience_list_containing_ours_is_accepted() {
         let p = verifier()
-            .verify(&token(json!({"role": "anon", "exp": now() + 60, "aud": ["x", "authenticated"]})))
+            .verify(&token(
+                json!({"role": "anon", "exp": now() + 60, "aud": ["x", "authenticated"]}),
+            ))
             .unwrap();
         assert_eq!(p.role, Role::Anon);
     }
@@ -262,7 +297,10 @@ mod tests {
         const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
             for i in 0..=chunk.len() {
                 out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
             }

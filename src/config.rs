@@ -74,7 +74,11 @@ impl Config {
             .filter(|s| !s.is_empty())
             .collect();
         if exposed_schemas.is_empty() {
-            return Err(invalid("EXPOSED_SCHEMAS", "", "must name at least one schema"));
+            return Err(invalid(
+                "EXPOSED_SCHEMAS",
+                "",
+                "must name at least one schema",
+            ));
         }
         Ok(Self {
             listen_addr: parse(&get, "LISTEN_ADDR", "127.0.0.1:8080", "must be host:port")?,
@@ -126,7 +130,12 @@ fn positive(
     name: &'static str,
     default: u64,
 ) -> Result<u64, ConfigError> {
-    let value: u64 = parse(get, name, &default.to_string(), "must be a positive whole number")?;
+    let value: u64 = parse(
+        get,
+        name,
+        &default.to_string(),
+        "must be a positive whole number",
+    )?;
     if value == 0 {
         return Err(invalid(name, "0", "must be a positive whole number"));
     }
@@ -145,7 +154,10 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Secrets stay out of logs: the URL may carry a password.
         f.debug_struct("Config")
-            .field("database_url", &self.database_url.as_ref().map(|_| "<redacted>"))
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "<redacted>"),
+            )
             .field("listen_addr", &self.listen_addr)
             .field("data_dir", &self.data_dir)
             .field("jwt_secret", &"<redacted>")
@@ -223,8 +235,15 @@ mod tests {
 
     #[test]
     fn debug_output_redacts_secrets() {
-        let c = config(&[("DATABASE_URL", "postgres://u:hunter2@h/d"), ("JWT_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret")]).unwrap();
+        let c = config(&[
+            ("DATABASE_URL", "postgres://u:hunter2@h/d"),
+            ("JWT_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret"),
+        ])
+        .unwrap();
         let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 }

@@ -43,11 +43,10 @@ pub async fn seed(pool: &PgPool) -> Result<bool, sqlx::Error> {
 /// The database answers and the newest migration is applied.
 pub async fn is_ready(pool: &PgPool) -> Result<bool, sqlx::Error> {
     let newest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-    let applied: Option<i64> = sqlx::query_scalar(
-        "SELECT max(version) FROM _sqlx_migrations WHERE success",
-    )
-    .fetch_one(pool)
-    .await?;
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await?;
     Ok(applied.unwrap_or(0) >= newest)
 }
 
@@ -77,28 +76,32 @@ mod tests {
         let pool = connect(&pg.url("one"), 2).await.unwrap();
         assert!(seed(&pool).await.unwrap());
         assert!(!seed(&pool).await.unwrap(), "a second seed does nothing");
-        let servers: i64 = sqlx::query_scalar("SELECT count(*) FROM servers").fetch_one(&pool).await.unwrap();
+        let servers: i64 = sqlx::query_scalar("SELECT count(*) FROM servers")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
         assert_eq!(servers, 5000);
         let statuses: i64 = sqlx::query_scalar("SELECT count(DISTINCT status) FROM servers")
             .fetch_one(&pool)
             .await
             .unwrap();
         assert_eq!(statuses, 4);
-        let widgets: i64 = sqlx::query_scalar("SELECT count(*) FROM app.dashboard_widgets WHERE owner_id = $1::uuid")
-            .bind(DEMO_USER_ID)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let widgets: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM app.dashboard_widgets WHERE owner_id = $1::uuid",
+        )
+        .bind(DEMO_USER_ID)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         assert_eq!(widgets, 4);
 
         let mut tx = pool.begin().await.unwrap();
-        let (_, uid): (String, Option<String>) = sqlx::query_as(
-            "SELECT set_config('request.jwt.claims', $1, true), auth.uid()::text",
-        )
-        .bind(format!(r#"{{"sub":"{DEMO_USER_ID}"}}"#))
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap();
+        let (_, uid): (String, Option<String>) =
+            sqlx::query_as("SELECT set_config('request.jwt.claims', $1, true), auth.uid()::text")
+                .bind(format!(r#"{{"sub":"{DEMO_USER_ID}"}}"#))
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
         assert_eq!(uid.as_deref(), Some(DEMO_USER_ID));
         let (_, uid): (String, Option<String>) =
             sqlx::query_as("SELECT set_config('request.jwt.claims', '{\"sub\":\"not-a-uuid\"}', true), auth.uid()::text")

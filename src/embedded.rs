@@ -53,10 +53,10 @@ pub fn find_bindir() -> Result<PathBuf, EmbeddedError> {
             return Ok(dir);
         }
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(dir) = std::env::split_paths(&path).find(|d| usable(d)) {
-            return Ok(dir);
-        }
+    if let Some(path) = std::env::var_os("PATH")
+        && let Some(dir) = std::env::split_paths(&path).find(|d| usable(d))
+    {
+        return Ok(dir);
     }
     let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -74,7 +74,10 @@ pub fn find_bindir() -> Result<PathBuf, EmbeddedError> {
         })
         .collect();
     versions.sort();
-    versions.pop().map(|(_, dir)| dir).ok_or(EmbeddedError::NoBinaries)
+    versions
+        .pop()
+        .map(|(_, dir)| dir)
+        .ok_or(EmbeddedError::NoBinaries)
 }
 
 fn running_as_root() -> bool {
@@ -121,10 +124,14 @@ impl EmbeddedPostgres {
         }
         if !data_dir.join("PG_VERSION").exists() {
             let mut initdb = as_cluster_user(root, &bindir.join("initdb"));
-            initdb
-                .arg("-D")
-                .arg(&data_dir)
-                .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C"]);
+            initdb.arg("-D").arg(&data_dir).args([
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ]);
             run(initdb, "initdb")?;
         }
         let socket_dir = socket_dir_for(&data_dir, root)?;
@@ -303,7 +310,9 @@ fn socket_dir_for(data_dir: &Path, root: bool) -> Result<PathBuf, EmbeddedError>
         .as_os_str()
         .as_encoded_bytes()
         .iter()
-        .fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3));
+        .fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ *b as u64).wrapping_mul(0x100000001b3)
+        });
     let dir = std::env::temp_dir().join(format!("wd-pg-{hash:016x}"));
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     if root {
@@ -345,7 +354,10 @@ mod tests {
 
         let pg = EmbeddedPostgres::start(&dir).await.unwrap();
         let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
-        let n: i32 = sqlx::query_scalar("SELECT n FROM kept").fetch_one(&mut conn).await.unwrap();
+        let n: i32 = sqlx::query_scalar("SELECT n FROM kept")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
         assert_eq!(n, 42);
         conn.close().await.unwrap();
         pg.stop().await.unwrap();

@@ -51,9 +51,9 @@ impl ApiError {
         match self {
             ApiError::Auth(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Plan(_) | ApiError::InvalidBody { .. } | ApiError::InvalidSavedWidget { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::Plan(_)
+            | ApiError::InvalidBody { .. }
+            | ApiError::InvalidSavedWidget { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::Exec(e) => match e {
@@ -111,9 +111,11 @@ impl ApiError {
                 Some("narrow the data source with filters or a smaller time range".into()),
             ),
             // 5xx: nothing of the cause reaches the client.
-            ApiError::Exec(ExecError::Unavailable(_)) => {
-                ("the database is unavailable; try again shortly".into(), None, None)
-            }
+            ApiError::Exec(ExecError::Unavailable(_)) => (
+                "the database is unavailable; try again shortly".into(),
+                None,
+                None,
+            ),
             ApiError::Exec(ExecError::Internal(_)) => ("internal error".into(), None, None),
             _ => (self.to_string(), None, None),
         };

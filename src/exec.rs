@@ -89,10 +89,9 @@ where
             .bind(timeout.as_millis().to_string())
             .execute(&mut *tx)
             .await?;
-        let Json(rows): Json<Box<RawValue>> =
-            sqlx::query_scalar_with(sql, arguments)
-                .fetch_one(&mut *tx)
-                .await?;
+        let Json(rows): Json<Box<RawValue>> = sqlx::query_scalar_with(sql, arguments)
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok::<_, ExecError>(rows)
     };

@@ -45,7 +45,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         (None, Some(pg)) => pg.url("postgres"),
         (None, None) => unreachable!("embedded is started when DATABASE_URL is unset"),
     };
-    let pool = db::connect(&url, 16).await.context("connecting to PostgreSQL")?;
+    let pool = db::connect(&url, 16)
+        .await
+        .context("connecting to PostgreSQL")?;
     db::migrate(&pool).await.context("applying migrations")?;
     if config.seed && db::seed(&pool).await.context("loading seed/")? {
         tracing::info!("sample data loaded");
@@ -122,7 +124,10 @@ fn print_banner(config: &Config, addr: std::net::SocketAddr, embedded: bool) {
             serde_json::json!({"role": "authenticated", "aud": config.jwt_audience, "sub": db::DEMO_USER_ID,
                 "email": "demo@example.com", "exp": exp}),
         ),
-        ("service_role", serde_json::json!({"role": "service_role", "exp": exp})),
+        (
+            "service_role",
+            serde_json::json!({"role": "service_role", "exp": exp}),
+        ),
     ];
     println!("  tokens (valid for a year):");
     for (name, claims) in tokens {
@@ -131,6 +136,10 @@ fn print_banner(config: &Config, addr: std::net::SocketAddr, embedded: bool) {
             Err(e) => tracing::error!(error = %e, "could not sign the {name} token"),
         }
     }
-    println!("  try:\n    curl -s http://{addr}/functions/v1/widget-data -H \"Authorization: Bearer $TOKEN\" \\");
-    println!("      -H 'Content-Type: application/json' -d '{{\"config\":{{\"table\":\"servers\",\"groupBy\":\"status\"}}}}'\n");
+    println!(
+        "  try:\n    curl -s http://{addr}/functions/v1/widget-data -H \"Authorization: Bearer $TOKEN\" \\"
+    );
+    println!(
+        "      -H 'Content-Type: application/json' -d '{{\"config\":{{\"table\":\"servers\",\"groupBy\":\"status\"}}}}'\n"
+    );
 }

@@ -56,7 +56,10 @@ pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answ
                 .collect();
             let plan = plan::plan(&widget.source, &filters, &schema, &app.limits)
                 .map_err(|e| e.with_source_root("data_source"))?;
-            (plan, widget.ttl_secs.unwrap_or(app.config.cache_default_ttl_secs))
+            (
+                plan,
+                widget.ttl_secs.unwrap_or(app.config.cache_default_ttl_secs),
+            )
         }
     };
     let (sql, values) = sql::build(&plan);

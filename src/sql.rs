@@ -9,7 +9,10 @@
 
 use crate::plan::{AggFn, CmpOp, Cond, Direction, Measure, OrderKey, QueryPlan, Test, Value};
 use sea_query::extension::postgres::PgExpr;
-use sea_query::{Alias, Cond as SqCond, Condition, Expr, ExprTrait, Func, Order, PostgresQueryBuilder, Query, SelectStatement};
+use sea_query::{
+    Alias, Cond as SqCond, Condition, Expr, ExprTrait, Func, Order, PostgresQueryBuilder, Query,
+    SelectStatement,
+};
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
 
 /// The statement for `plan`: one row, one `json` column holding the array
@@ -106,8 +109,12 @@ fn value(v: &Value) -> Expr {
 
 fn condition(c: &Cond) -> Condition {
     match c {
-        Cond::All(items) => items.iter().fold(SqCond::all(), |acc, i| acc.add(condition(i))),
-        Cond::Any(items) => items.iter().fold(SqCond::any(), |acc, i| acc.add(condition(i))),
+        Cond::All(items) => items
+            .iter()
+            .fold(SqCond::all(), |acc, i| acc.add(condition(i))),
+        Cond::Any(items) => items
+            .iter()
+            .fold(SqCond::any(), |acc, i| acc.add(condition(i))),
         Cond::Const(b) => SqCond::all().add(Expr::cust(if *b { "TRUE" } else { "FALSE" })),
         Cond::Test { column, test } => SqCond::all().add(predicate(col(column), test)),
     }

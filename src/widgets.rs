@@ -56,21 +56,20 @@ pub fn default_ttl_secs(widget_type: &str) -> Option<u64> {
 /// the same 404 as one that does not exist.
 pub async fn load(app: &App, principal: &Principal, id: Uuid) -> Result<SavedWidget, ApiError> {
     let mut args = PgArguments::default();
-    args.add(id).map_err(|e| {
-        ApiError::Exec(exec::ExecError::Internal(sqlx::Error::Encode(e)))
-    })?;
-    let raw = match exec::query_json(&app.pool, principal, app.config.query_timeout, LOAD, args).await {
-        Ok(raw) => raw,
-        // A role with no access to widgets at all (anon) sees none: 404,
-        // like any other widget it may not see.
-        Err(exec::ExecError::PermissionDenied { .. }) => {
-            return Err(ApiError::NotFound { what: "widget" });
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let mut rows: Vec<Row> = serde_json::from_str(raw.get()).map_err(|e| {
-        ApiError::Exec(exec::ExecError::Internal(sqlx::Error::Decode(Box::new(e))))
-    })?;
+    args.add(id)
+        .map_err(|e| ApiError::Exec(exec::ExecError::Internal(sqlx::Error::Encode(e))))?;
+    let raw =
+        match exec::query_json(&app.pool, principal, app.config.query_timeout, LOAD, args).await {
+            Ok(raw) => raw,
+            // A role with no access to widgets at all (anon) sees none: 404,
+            // like any other widget it may not see.
+            Err(exec::ExecError::PermissionDenied { .. }) => {
+                return Err(ApiError::NotFound { what: "widget" });
+            }
+            Err(e) => return Err(e.into()),
+        };
+    let mut rows: Vec<Row> = serde_json::from_str(raw.get())
+        .map_err(|e| ApiError::Exec(exec::ExecError::Internal(sqlx::Error::Decode(Box::new(e)))))?;
     let row = rows.pop().ok_or(ApiError::NotFound { what: "widget" })?;
     let invalid = |field: &str, e: String| ApiError::InvalidSavedWidget {
         field: field.to_owned(),
@@ -78,9 +77,15 @@ pub async fn load(app: &App, principal: &Principal, id: Uuid) -> Result<SavedWid
     };
     let source = match row.data_source {
         Some(v) => serde_json::from_value(v).map_err(|e| invalid("data_source", e.to_string()))?,
-        None => return Err(invalid("data_source", "the widget has no data source".into())),
+        None => {
+            return Err(invalid(
+                "data_source",
+                "the widget has no data source".into(),
+            ));
+        }
     };
-    let filters = serde_json::from_value(row.filters).map_err(|e| invalid("filters", e.to_string()))?;
+    let filters =
+        serde_json::from_value(row.filters).map_err(|e| invalid("filters", e.to_string()))?;
     let ttl_secs = match row.refresh_interval {
         Some(secs) if secs > 0 => Some(secs as u64),
         _ => default_ttl_secs(&row.widget_type),

@@ -28,7 +28,9 @@ pub async fn health() -> Json<Status> {
         (status = 200, description = "Ready to serve", body = Status),
         (status = 503, description = "Database unreachable or not migrated", body = ErrorBody),
     ))]
-pub async fn ready(State(app): State<Arc<App>>) -> Result<Json<Status>, (StatusCode, Json<ErrorBody>)> {
+pub async fn ready(
+    State(app): State<Arc<App>>,
+) -> Result<Json<Status>, (StatusCode, Json<ErrorBody>)> {
     match crate::db::is_ready(&app.pool).await {
         Ok(true) => Ok(Json(Status { status: "ok" })),
         Ok(false) => Err(not_ready("the database schema is not migrated")),

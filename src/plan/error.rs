@@ -22,11 +22,23 @@ pub enum PlanErrorKind {
     #[error("{0}")]
     InvalidValue(String),
     #[error("operator {op} cannot be used on column {column:?} of type {pg_type}")]
-    OperatorNotAllowed { op: &'static str, column: String, pg_type: String },
+    OperatorNotAllowed {
+        op: &'static str,
+        column: String,
+        pg_type: String,
+    },
     #[error("{function} cannot be used on column {column:?} of type {pg_type}")]
-    AggregationNotAllowed { function: &'static str, column: String, pg_type: String },
+    AggregationNotAllowed {
+        function: &'static str,
+        column: String,
+        pg_type: String,
+    },
     #[error("column {column:?} of type {pg_type} cannot be {usage}")]
-    ColumnNotAllowed { column: String, pg_type: String, usage: &'static str },
+    ColumnNotAllowed {
+        column: String,
+        pg_type: String,
+        usage: &'static str,
+    },
     #[error("{function} needs a `column`")]
     MissingColumn { function: &'static str },
     #[error("{0}")]

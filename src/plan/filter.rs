@@ -23,7 +23,10 @@ pub enum Cond {
     Any(Vec<Cond>),
     /// An empty `in` (false) or `not_in` (true).
     Const(bool),
-    Test { column: String, test: Test },
+    Test {
+        column: String,
+        test: Test,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,7 +83,9 @@ const OPS: &[(&str, Op)] = &[
 
 impl Op {
     fn name(self) -> &'static str {
-        OPS.iter().find(|(_, op)| *op == self).map_or("?", |(name, _)| name)
+        OPS.iter()
+            .find(|(_, op)| *op == self)
+            .map_or("?", |(name, _)| name)
     }
 
     /// Whether PostgreSQL has this operator for the column's kind.
@@ -116,7 +121,9 @@ impl<'a> FilterPlanner<'a> {
         let column = self.column(key, field)?;
         let field = format!("{field}.{key}");
         match value {
-            Json::Array(items) => self.leaf(column, Op::In, Some(&Json::Array(items.clone())), &field),
+            Json::Array(items) => {
+                self.leaf(column, Op::In, Some(&Json::Array(items.clone())), &field)
+            }
             Json::Null => self.leaf(column, Op::IsNull, None, &field),
             _ => self.leaf(column, Op::Cmp(CmpOp::Eq), Some(value), &field),
         }
@@ -130,12 +137,17 @@ impl<'a> FilterPlanner<'a> {
             )));
         };
         for group in ["or", "and"] {
-            let Some(members) = obj.get(group) else { continue };
+            let Some(members) = obj.get(group) else {
+                continue;
+            };
             if obj.len() != 1 {
                 return Err(invalid(format!("a {group:?} group has no other keys")));
             }
             if depth >= MAX_DEPTH {
-                return Err(PlanError::new(field, PlanErrorKind::TooDeep { max: MAX_DEPTH }));
+                return Err(PlanError::new(
+                    field,
+                    PlanErrorKind::TooDeep { max: MAX_DEPTH },
+                ));
             }
             let Json::Array(members) = members else {
                 return Err(invalid(format!("{group:?} takes a list of filters")));
@@ -148,29 +160,50 @@ impl<'a> FilterPlanner<'a> {
                 .enumerate()
                 .map(|(i, m)| self.filter_at(m, &format!("{field}.{group}[{i}]"), depth + 1))
                 .collect::<Result<Vec<_>, _>>()?;
-            return Ok(if group == "or" { Cond::Any(conds) } else { Cond::All(conds) });
+            return Ok(if group == "or" {
+                Cond::Any(conds)
+            } else {
+                Cond::All(conds)
+            });
         }
-        if let Some(key) = obj.keys().find(|k| !matches!(k.as_str(), "column" | "op" | "value")) {
-            return Err(invalid(format!("unknown key {key:?} in a filter: use column, op and value")));
+        if let Some(key) = obj
+            .keys()
+            .find(|k| !matches!(k.as_str(), "column" | "op" | "value"))
+        {
+            return Err(invalid(format!(
+                "unknown key {key:?} in a filter: use column, op and value"
+            )));
         }
         let name = match obj.get("column") {
             Some(Json::String(name)) => name,
-            _ => return Err(PlanError::new(format!("{field}.column"), PlanErrorKind::InvalidFilter("a filter needs a `column` name".into()))),
+            _ => {
+                return Err(PlanError::new(
+                    format!("{field}.column"),
+                    PlanErrorKind::InvalidFilter("a filter needs a `column` name".into()),
+                ));
+            }
         };
         let column = self.column(name, &format!("{field}.column"))?;
         let op = match obj.get("op") {
             None => Op::Cmp(CmpOp::Eq),
-            Some(Json::String(op)) => OPS.iter().find(|(n, _)| n == op).map(|(_, o)| *o).ok_or_else(|| {
-                PlanError::new(
-                    format!("{field}.op"),
-                    PlanErrorKind::InvalidFilter(format!(
-                        "unknown op {op:?}: expected one of {}",
-                        OPS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-                    )),
-                )
-            })?,
+            Some(Json::String(op)) => OPS
+                .iter()
+                .find(|(n, _)| n == op)
+                .map(|(_, o)| *o)
+                .ok_or_else(|| {
+                    PlanError::new(
+                        format!("{field}.op"),
+                        PlanErrorKind::InvalidFilter(format!(
+                            "unknown op {op:?}: expected one of {}",
+                            OPS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                        )),
+                    )
+                })?,
             Some(other) => {
-                return Err(PlanError::new(format!("{field}.op"), PlanErrorKind::InvalidFilter(format!("op must be a string, got {other}"))));
+                return Err(PlanError::new(
+                    format!("{field}.op"),
+                    PlanErrorKind::InvalidFilter(format!("op must be a string, got {other}")),
+                ));
             }
         };
         self.leaf(column, op, obj.get("value"), field)
@@ -188,10 +221,19 @@ impl<'a> FilterPlanner<'a> {
         })
     }
 
-    fn leaf(&mut self, column: &Column, op: Op, value: Option<&Json>, field: &str) -> Result<Cond, PlanError> {
+    fn leaf(
+        &mut self,
+        column: &Column,
+        op: Op,
+        value: Option<&Json>,
+        field: &str,
+    ) -> Result<Cond, PlanError> {
         self.leaves += 1;
         if self.leaves > MAX_FILTERS {
-            return Err(PlanError::new(field, PlanErrorKind::TooManyFilters { max: MAX_FILTERS }));
+            return Err(PlanError::new(
+                field,
+                PlanErrorKind::TooManyFilters { max: MAX_FILTERS },
+            ));
         }
         if !op.applies_to(column.kind) {
             return Err(PlanError::new(
@@ -205,13 +247,20 @@ impl<'a> FilterPlanner<'a> {
         }
         let vfield = format!("{field}.value");
         let value_error = |msg: String| PlanError::new(&vfield, PlanErrorKind::InvalidValue(msg));
-        let need = || value.ok_or_else(|| value_error(format!("operator {} needs a `value`", op.name())));
+        let need =
+            || value.ok_or_else(|| value_error(format!("operator {} needs a `value`", op.name())));
         let list = |v: &Json| -> Result<Vec<Value>, PlanError> {
             let Json::Array(items) = v else {
-                return Err(value_error(format!("operator {} takes a list of values", op.name())));
+                return Err(value_error(format!(
+                    "operator {} takes a list of values",
+                    op.name()
+                )));
             };
             if items.len() > MAX_LIST {
-                return Err(PlanError::new(&vfield, PlanErrorKind::TooManyValues { max: MAX_LIST }));
+                return Err(PlanError::new(
+                    &vfield,
+                    PlanErrorKind::TooManyValues { max: MAX_LIST },
+                ));
             }
             items
                 .iter()
@@ -233,7 +282,11 @@ impl<'a> FilterPlanner<'a> {
                 let Value::Text(pattern) = typed(column, need()?, &vfield)? else {
                     return Err(value_error("a like pattern is a string".into()));
                 };
-                if op == Op::Like { Test::Like(pattern) } else { Test::ILike(pattern) }
+                if op == Op::Like {
+                    Test::Like(pattern)
+                } else {
+                    Test::ILike(pattern)
+                }
             }
             Op::Between => {
                 let bounds = list(need()?)?;
@@ -244,9 +297,16 @@ impl<'a> FilterPlanner<'a> {
             }
             Op::IsNull | Op::NotNull => {
                 if value.is_some_and(|v| !v.is_null()) {
-                    return Err(value_error(format!("operator {} takes no value", op.name())));
+                    return Err(value_error(format!(
+                        "operator {} takes no value",
+                        op.name()
+                    )));
                 }
-                if op == Op::IsNull { Test::IsNull } else { Test::NotNull }
+                if op == Op::IsNull {
+                    Test::IsNull
+                } else {
+                    Test::NotNull
+                }
             }
         };
         Ok(Cond::Test {

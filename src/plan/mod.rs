@@ -178,7 +178,11 @@ pub fn plan(
             let field = format!("{root}.timeBucket.column");
             let col = column(&spec.column, &field)?;
             if !col.kind.is_temporal() {
-                return Err(not_allowed(&field, col, "bucketed by time (it is not a date or timestamp)"));
+                return Err(not_allowed(
+                    &field,
+                    col,
+                    "bucketed by time (it is not a date or timestamp)",
+                ));
             }
             Some(Bucket {
                 column: col.name.clone(),
@@ -192,8 +196,16 @@ pub fn plan(
     let outputs = bucket
         .iter()
         .map(|_| (format!("{root}.timeBucket"), BUCKET.to_owned()))
-        .chain(group_by.iter().map(|g| (format!("{root}.groupBy"), g.clone())))
-        .chain(measures.iter().map(|m| (format!("{root}.aggregations"), m.name.clone())));
+        .chain(
+            group_by
+                .iter()
+                .map(|g| (format!("{root}.groupBy"), g.clone())),
+        )
+        .chain(
+            measures
+                .iter()
+                .map(|m| (format!("{root}.aggregations"), m.name.clone())),
+        );
     for (field, name) in outputs {
         if !names.insert(name.clone()) {
             return Err(PlanError::new(field, PlanErrorKind::DuplicateName(name)));
@@ -204,7 +216,12 @@ pub fn plan(
     let order_by = order_by(source, &bucket, &group_by, &measures)?;
     let limit = match source.limit {
         None => limits.default_limit,
-        Some(n) if n < 1 => return Err(PlanError::new(format!("{root}.limit"), PlanErrorKind::InvalidLimit(n))),
+        Some(n) if n < 1 => {
+            return Err(PlanError::new(
+                format!("{root}.limit"),
+                PlanErrorKind::InvalidLimit(n),
+            ));
+        }
         Some(n) => u32::try_from(n).unwrap_or(u32::MAX).min(limits.max_rows),
     };
 
@@ -243,9 +260,20 @@ fn measures<'t>(
     let root = SOURCE_ROOT;
     let measure = |function: AggFn, col: Option<&str>, name: String, field: &str| {
         let col = match col {
-            None if function == AggFn::Count => return Ok(Measure { function, column: None, name }),
+            None if function == AggFn::Count => {
+                return Ok(Measure {
+                    function,
+                    column: None,
+                    name,
+                });
+            }
             None => {
-                return Err(PlanError::new(field, PlanErrorKind::MissingColumn { function: function.name() }));
+                return Err(PlanError::new(
+                    field,
+                    PlanErrorKind::MissingColumn {
+                        function: function.name(),
+                    },
+                ));
             }
             Some(c) => column(c, field)?,
         };
@@ -254,7 +282,9 @@ fn measures<'t>(
             AggFn::Count => true,
             AggFn::CountDistinct => !matches!(col.kind, Json | Other),
             AggFn::Sum | AggFn::Avg => col.kind.is_numeric(),
-            AggFn::Min | AggFn::Max => col.kind.is_numeric() || col.kind.is_temporal() || col.kind == Text,
+            AggFn::Min | AggFn::Max => {
+                col.kind.is_numeric() || col.kind.is_temporal() || col.kind == Text
+            }
         };
         if !allowed {
             return Err(PlanError::new(
@@ -275,7 +305,9 @@ fn measures<'t>(
     match &source.aggregations {
         Some(_) if source.aggregation.is_some() || source.column.is_some() => Err(PlanError::new(
             format!("{root}.aggregations"),
-            PlanErrorKind::Conflict("give either `aggregation`/`column` or `aggregations`, not both".into()),
+            PlanErrorKind::Conflict(
+                "give either `aggregation`/`column` or `aggregations`, not both".into(),
+            ),
         )),
         Some(specs) if specs.is_empty() => Err(PlanError::new(
             format!("{root}.aggregations"),
@@ -293,14 +325,22 @@ fn measures<'t>(
                 let name = match &spec.name {
                     Some(name) if valid_alias(name) => name.clone(),
                     Some(name) => {
-                        return Err(PlanError::new(format!("{field}.as"), PlanErrorKind::BadAlias(name.clone())));
+                        return Err(PlanError::new(
+                            format!("{field}.as"),
+                            PlanErrorKind::BadAlias(name.clone()),
+                        ));
                     }
                     None => match &spec.column {
                         None => spec.function.name().to_owned(),
                         Some(c) => format!("{}_{c}", spec.function.name()),
                     },
                 };
-                measure(spec.function, spec.column.as_deref(), name, &format!("{field}.column"))
+                measure(
+                    spec.function,
+                    spec.column.as_deref(),
+                    name,
+                    &format!("{field}.column"),
+                )
             })
             .collect(),
         None => Ok(vec![measure(
@@ -317,11 +357,17 @@ fn measures<'t>(
 fn valid_alias(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= 63
-        && chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn filters(source: &DataSource, runtime: &[Filter], table: &Table) -> Result<Option<Cond>, PlanError> {
+fn filters(
+    source: &DataSource,
+    runtime: &[Filter],
+    table: &Table,
+) -> Result<Option<Cond>, PlanError> {
     let root = SOURCE_ROOT;
     let mut planner = filter::FilterPlanner::new(table);
     let mut conds = Vec::new();

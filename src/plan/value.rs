@@ -42,7 +42,11 @@ fn expected(kind: ColumnKind) -> &'static str {
 pub fn typed(column: &Column, value: &Json, field: &str) -> Result<Value, PlanError> {
     let mismatch = || {
         let shown = value.to_string();
-        let shown = if shown.len() > 60 { format!("{}...", &shown[..shown.floor_char_boundary(60)]) } else { shown };
+        let shown = if shown.len() > 60 {
+            format!("{}...", &shown[..shown.floor_char_boundary(60)])
+        } else {
+            shown
+        };
         PlanError::new(
             field,
             PlanErrorKind::TypeMismatch(format!(
@@ -65,7 +69,12 @@ pub fn typed(column: &Column, value: &Json, field: &str) -> Result<Value, PlanEr
     let text = value.as_str();
     let typed = match column.kind {
         ColumnKind::Integer => Value::Integer(value.as_i64().ok_or_else(mismatch)?),
-        ColumnKind::Float => Value::Float(value.as_f64().filter(|_| value.is_number()).ok_or_else(mismatch)?),
+        ColumnKind::Float => Value::Float(
+            value
+                .as_f64()
+                .filter(|_| value.is_number())
+                .ok_or_else(mismatch)?,
+        ),
         ColumnKind::Numeric => match value {
             Json::Number(n) => Value::Numeric(n.to_string()),
             _ => return Err(mismatch()),
@@ -75,15 +84,24 @@ pub fn typed(column: &Column, value: &Json, field: &str) -> Result<Value, PlanEr
             if s.contains('\0') {
                 return Err(PlanError::new(
                     field,
-                    PlanErrorKind::InvalidValue("text values cannot contain NUL (\\u0000) characters".into()),
+                    PlanErrorKind::InvalidValue(
+                        "text values cannot contain NUL (\\u0000) characters".into(),
+                    ),
                 ));
             }
             Value::Text(s.to_owned())
         }
         ColumnKind::Boolean => Value::Boolean(value.as_bool().ok_or_else(mismatch)?),
-        ColumnKind::Uuid => Value::Uuid(text.and_then(|s| Uuid::parse_str(s).ok()).ok_or_else(mismatch)?),
-        ColumnKind::Timestamptz => Value::Timestamptz(text.and_then(parse_timestamptz).ok_or_else(mismatch)?),
-        ColumnKind::Timestamp => Value::Timestamp(text.and_then(parse_timestamp).ok_or_else(mismatch)?),
+        ColumnKind::Uuid => Value::Uuid(
+            text.and_then(|s| Uuid::parse_str(s).ok())
+                .ok_or_else(mismatch)?,
+        ),
+        ColumnKind::Timestamptz => {
+            Value::Timestamptz(text.and_then(parse_timestamptz).ok_or_else(mismatch)?)
+        }
+        ColumnKind::Timestamp => {
+            Value::Timestamp(text.and_then(parse_timestamp).ok_or_else(mismatch)?)
+        }
         ColumnKind::Date => Value::Date(text.and_then(parse_date).ok_or_else(mismatch)?),
         ColumnKind::Json | ColumnKind::Other => return Err(mismatch()),
     };
@@ -102,7 +120,12 @@ fn parse_timestamptz(s: &str) -> Option<DateTime<Utc>> {
 }
 
 fn parse_timestamp(s: &str) -> Option<NaiveDateTime> {
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
             return Some(t);
         }
@@ -129,9 +152,24 @@ mod tests {
             (ColumnKind::Integer, "int4", json!(42), Value::Integer(42)),
             (ColumnKind::Float, "float8", json!(1.5), Value::Float(1.5)),
             (ColumnKind::Float, "float8", json!(2), Value::Float(2.0)),
-            (ColumnKind::Numeric, "numeric", json!(10.125), Value::Numeric("10.125".into())),
-            (ColumnKind::Text, "text", json!("a'b"), Value::Text("a'b".into())),
-            (ColumnKind::Boolean, "bool", json!(true), Value::Boolean(true)),
+            (
+                ColumnKind::Numeric,
+                "numeric",
+                json!(10.125),
+                Value::Numeric("10.125".into()),
+            ),
+            (
+                ColumnKind::Text,
+                "text",
+                json!("a'b"),
+                Value::Text("a'b".into()),
+            ),
+            (
+                ColumnKind::Boolean,
+                "bool",
+                json!(true),
+                Value::Boolean(true),
+            ),
             (
                 ColumnKind::Date,
                 "date",
@@ -154,11 +192,20 @@ mod tests {
                 ColumnKind::Timestamp,
                 "timestamp",
                 json!("2026-01-02 10:30:00"),
-                Value::Timestamp(NaiveDate::from_ymd_opt(2026, 1, 2).unwrap().and_hms_opt(10, 30, 0).unwrap()),
+                Value::Timestamp(
+                    NaiveDate::from_ymd_opt(2026, 1, 2)
+                        .unwrap()
+                        .and_hms_opt(10, 30, 0)
+                        .unwrap(),
+                ),
             ),
         ];
         for (kind, pg_type, json, want) in cases {
-            assert_eq!(typed(&column(kind, pg_type), &json, "f").unwrap(), want, "{json}");
+            assert_eq!(
+                typed(&column(kind, pg_type), &json, "f").unwrap(),
+                want,
+                "{json}"
+            );
         }
     }
 

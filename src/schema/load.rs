@@ -25,14 +25,14 @@ JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
 WHERE n.nspname = ANY($1)
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  -- sqlx's bookkeeping is not data
+  AND c.relname <> '_sqlx_migrations'
 ORDER BY n.nspname, c.relname, a.attnum
 "#;
 
 pub async fn load(pool: &PgPool, schemas: &[String]) -> Result<SchemaCache, sqlx::Error> {
-    let rows: Vec<(String, String, String, bool, String, String)> = sqlx::query_as(QUERY)
-        .bind(schemas)
-        .fetch_all(pool)
-        .await?;
+    let rows: Vec<(String, String, String, bool, String, String)> =
+        sqlx::query_as(QUERY).bind(schemas).fetch_all(pool).await?;
     let mut tables: HashMap<(String, String), Table> = HashMap::new();
     for (schema, name, relkind, rls, column, typname) in rows {
         let table = tables

@@ -6,7 +6,7 @@
 
 mod load;
 
-pub use load::{load, RELOAD_CHANNEL, RELOAD_PAYLOAD};
+pub use load::{RELOAD_CHANNEL, RELOAD_PAYLOAD, load};
 
 use std::collections::HashMap;
 

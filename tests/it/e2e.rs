@@ -56,15 +56,30 @@ fn start(data_dir: &Path) -> Service {
 
 impl Service {
     fn token(&self, name: &str) -> &str {
-        &self.tokens.iter().find(|(n, _)| n == name).expect("printed token").1
+        &self
+            .tokens
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("printed token")
+            .1
     }
 
     /// A minimal HTTP/1.1 client: one request per connection.
-    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut stream = TcpStream::connect(&self.addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         write!(
             stream,
             "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -124,13 +139,34 @@ fn the_binary_serves_the_seeded_data_and_restarts_on_the_same_cluster() {
     );
     assert_eq!(status, 200, "{body}");
     let by_status = body["data"].clone();
-    let total: i64 = by_status.as_array().unwrap().iter().map(|r| r["value"].as_i64().unwrap()).sum();
-    assert!((4000..=6000).contains(&total), "about 5,000 seeded servers, got {total}");
-    let statuses: Vec<&str> = by_status.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    let total: i64 = by_status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].as_i64().unwrap())
+        .sum();
+    assert!(
+        (4000..=6000).contains(&total),
+        "about 5,000 seeded servers, got {total}"
+    );
+    let statuses: Vec<&str> = by_status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["Active", "Maintenance", "Offline", "Ready"]);
     // Without a token: 401, as JSON.
-    let (status, body) = service.call("POST", "/functions/v1/widget-data", None, Some(json!({"config": {"table": "servers"}})));
-    assert_eq!((status, body["code"].as_str()), (401, Some("missing_token")));
+    let (status, body) = service.call(
+        "POST",
+        "/functions/v1/widget-data",
+        None,
+        Some(json!({"config": {"table": "servers"}})),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("missing_token"))
+    );
     // The anon and service_role tokens work too.
     for name in ["anon", "service_role"] {
         let (status, _) = service.call(
@@ -145,7 +181,10 @@ fn the_binary_serves_the_seeded_data_and_restarts_on_the_same_cluster() {
     assert_eq!(status, 200);
     assert!(doc["paths"]["/functions/v1/widget-data"].is_object());
     service.terminate();
-    assert!(!dir.join("postgres").join("postmaster.pid").exists(), "PostgreSQL still running after shutdown");
+    assert!(
+        !dir.join("postgres").join("postmaster.pid").exists(),
+        "PostgreSQL still running after shutdown"
+    );
 
     // A second start reuses the cluster: same data, not seeded twice.
     let service = start(&dir);

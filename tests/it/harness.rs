@@ -42,14 +42,21 @@ fn cluster() -> &'static Cluster {
                 .expect("runtime");
             rt.block_on(async {
                 remove_stale_clusters();
-                let dir = std::env::temp_dir().join(format!("widget-data-it-{}", std::process::id()));
-                let pg = EmbeddedPostgres::start(&dir).await.expect("start test cluster");
-                let mut admin = PgConnection::connect(&pg.url("postgres")).await.expect("connect");
+                let dir =
+                    std::env::temp_dir().join(format!("widget-data-it-{}", std::process::id()));
+                let pg = EmbeddedPostgres::start(&dir)
+                    .await
+                    .expect("start test cluster");
+                let mut admin = PgConnection::connect(&pg.url("postgres"))
+                    .await
+                    .expect("connect");
                 sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {TEMPLATE}")))
                     .execute(&mut admin)
                     .await
                     .expect("create template");
-                let pool = db::connect(&pg.url(TEMPLATE), 2).await.expect("connect template");
+                let pool = db::connect(&pg.url(TEMPLATE), 2)
+                    .await
+                    .expect("connect template");
                 db::migrate(&pool).await.expect("migrate template");
                 db::seed(&pool).await.expect("seed template");
                 pool.close().await;
@@ -64,13 +71,15 @@ fn cluster() -> &'static Cluster {
 /// Clusters of test processes that are gone (the watchdog stopped their
 /// servers; only the directories are left).
 fn remove_stale_clusters() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name.strip_prefix("widget-data-it-") {
-            if !PathBuf::from(format!("/proc/{pid}")).exists() {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
+        if let Some(pid) = name.strip_prefix("widget-data-it-")
+            && !PathBuf::from(format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
@@ -81,12 +90,20 @@ pub fn database_url(name: &str) -> String {
 
 /// A fresh database, a copy of the migrated and seeded template.
 pub async fn fresh_db() -> (PgPool, String) {
-    let name = format!("t_{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
-    let mut admin = PgConnection::connect(&database_url("postgres")).await.expect("connect admin");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}")))
-        .execute(&mut admin)
+    let name = format!(
+        "t_{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::SeqCst)
+    );
+    let mut admin = PgConnection::connect(&database_url("postgres"))
         .await
-        .expect("create database");
+        .expect("connect admin");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} TEMPLATE {TEMPLATE}"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("create database");
     admin.close().await.ok();
     let url = database_url(&name);
     (db::connect(&url, 8).await.expect("connect test db"), url)
@@ -98,8 +115,13 @@ pub fn config(url: &str, extra: &[(&str, &str)]) -> Config {
         ("JWT_SECRET".into(), SECRET.into()),
     ];
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Config::from_lookup(|name| vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
-        .expect("test config")
+    Config::from_lookup(|name| {
+        vars.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .expect("test config")
 }
 
 pub struct TestApp {
@@ -114,7 +136,9 @@ pub async fn test_app() -> TestApp {
 
 pub async fn test_app_with(extra: &[(&str, &str)]) -> TestApp {
     let (pool, url) = fresh_db().await;
-    let app = App::new(config(&url, extra), pool.clone()).await.expect("app");
+    let app = App::new(config(&url, extra), pool.clone())
+        .await
+        .expect("app");
     TestApp {
         router: widget_data::http::router(Arc::clone(&app)),
         app,
@@ -149,7 +173,13 @@ pub struct Reply {
 }
 
 impl TestApp {
-    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(token) = token {
             req = req.header("authorization", format!("Bearer {token}"));
@@ -164,20 +194,31 @@ impl TestApp {
         let resp = self.router.clone().oneshot(req).await.expect("response");
         let status = resp.status();
         let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
         let body = if bytes.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// `POST /functions/v1/widget-data` with `{"config": config}`.
     pub async fn query(&self, token: &str, config: Value) -> Reply {
-        self.request(Method::POST, "/functions/v1/widget-data", Some(token), Some(json!({ "config": config })))
-            .await
+        self.request(
+            Method::POST,
+            "/functions/v1/widget-data",
+            Some(token),
+            Some(json!({ "config": config })),
+        )
+        .await
     }
 
     /// Like `query`, but asserts a 200 and returns `data`.
@@ -192,7 +233,10 @@ impl TestApp {
     pub async fn sql_rows(&self, select: &str) -> Value {
         let sql = format!("SELECT coalesce(json_agg(t), '[]'::json) FROM ({select}) t");
         let mut tx = self.pool.begin().await.expect("begin");
-        sqlx::query("SET LOCAL TimeZone = 'UTC'").execute(&mut *tx).await.expect("tz");
+        sqlx::query("SET LOCAL TimeZone = 'UTC'")
+            .execute(&mut *tx)
+            .await
+            .expect("tz");
         let rows: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .fetch_one(&mut *tx)
             .await

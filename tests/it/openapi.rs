@@ -7,8 +7,9 @@ use axum::http::{Method, StatusCode};
 async fn the_committed_document_matches_the_served_one() {
     let generated: serde_json::Value =
         serde_json::from_str(&widget_data::http::openapi().to_pretty_json().unwrap()).unwrap();
-    let committed: serde_json::Value = serde_json::from_str(include_str!("../../openapi/openapi.json"))
-        .expect("openapi/openapi.json is JSON");
+    let committed: serde_json::Value =
+        serde_json::from_str(include_str!("../../openapi/openapi.json"))
+            .expect("openapi/openapi.json is JSON");
     assert!(
         generated == committed,
         "openapi/openapi.json is out of date: run `cargo run --bin openapi > openapi/openapi.json`"
@@ -22,5 +23,7 @@ async fn the_committed_document_matches_the_served_one() {
     assert_eq!(docs.status, StatusCode::OK);
     let page = docs.body.as_str().unwrap();
     // Self-contained: nothing is fetched from another host.
-    assert!(page.contains("openapi.json") && !page.contains("http://") && !page.contains("https://"));
+    assert!(
+        page.contains("openapi.json") && !page.contains("http://") && !page.contains("https://")
+    );
 }

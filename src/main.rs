@@ -60,7 +60,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen_addr))?;
     let addr = listener.local_addr()?;
-    print_banner(&config, addr, embedded.is_some());
+    print_banner(&config, addr, embedded.as_ref());
 
     axum::serve(listener, http::router(app))
         .with_graceful_shutdown(shutdown_signal())
@@ -107,12 +107,15 @@ async fn shutdown_signal() {
 
 /// In embedded dev mode, prints ready-to-use tokens signed with the
 /// configured secret (the dev secret unless JWT_SECRET is set).
-fn print_banner(config: &Config, addr: std::net::SocketAddr, embedded: bool) {
+fn print_banner(config: &Config, addr: std::net::SocketAddr, embedded: Option<&EmbeddedPostgres>) {
     println!("\nwidget-data listening on http://{addr}");
     println!("  POST http://{addr}/functions/v1/widget-data   docs: http://{addr}/docs");
-    if !embedded {
-        return;
-    }
+    let Some(pg) = embedded else { return };
+    println!("  database: {}", pg.url("postgres"));
+    println!(
+        "    (psql -h {} -U postgres postgres)",
+        pg.socket_dir().display()
+    );
     if config.jwt_secret_is_dev {
         println!("  dev JWT secret: {}", config.jwt_secret);
     }

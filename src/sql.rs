@@ -29,7 +29,10 @@ pub fn debug_sql(plan: &QueryPlan) -> String {
 
 fn wrapped(plan: &QueryPlan) -> SelectStatement {
     Query::select()
-        .expr(Expr::cust("coalesce(json_agg(t), '[]'::json)"))
+        // array_to_json(array_agg(..)) is json_agg without the line breaks.
+        .expr(Expr::cust(
+            "coalesce(array_to_json(array_agg(t)), '[]'::json)",
+        ))
         .from_subquery(rows(plan), Alias::new("t"))
         .to_owned()
 }

@@ -61,12 +61,15 @@ fn sql_of(json: Json) -> String {
     sql::debug_sql(&try_plan(json.clone()).unwrap_or_else(|e| panic!("{json}: {e}")))
 }
 
-const WRAP_START: &str = r#"SELECT coalesce(json_agg(t), '[]'::json) FROM (SELECT "#;
+const WRAP_START: &str =
+    r#"SELECT coalesce(array_to_json(array_agg(t)), '[]'::json) FROM (SELECT "#;
 
 /// The inner select of the rendered SQL, for compact expectations.
 fn inner(json: Json) -> String {
     let sql = sql_of(json);
-    let rest = sql.strip_prefix(WRAP_START).expect("wrapped in json_agg");
+    let rest = sql
+        .strip_prefix(WRAP_START)
+        .expect("wrapped in an array aggregate");
     rest.strip_suffix(r#") AS "t""#)
         .expect("aliased t")
         .to_owned()

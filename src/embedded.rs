@@ -44,21 +44,34 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedError {
 /// Finds the directory holding `initdb` and `postgres`: `pg_config
 /// --bindir`, then `PATH`, then the newest `/usr/lib/postgresql/*/bin`.
 pub fn find_bindir() -> Result<PathBuf, EmbeddedError> {
+    let from_pg_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    search_bindir(
+        from_pg_config,
+        std::env::var_os("PATH"),
+        Path::new("/usr/lib/postgresql"),
+    )
+}
+
+fn search_bindir(
+    from_pg_config: Option<PathBuf>,
+    path: Option<std::ffi::OsString>,
+    versions_root: &Path,
+) -> Result<PathBuf, EmbeddedError> {
     let usable = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
-        && out.status.success()
-    {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if usable(&dir) {
-            return Ok(dir);
-        }
+    if let Some(dir) = from_pg_config.filter(|d| usable(d)) {
+        return Ok(dir);
     }
-    if let Some(path) = std::env::var_os("PATH")
+    if let Some(path) = path
         && let Some(dir) = std::env::split_paths(&path).find(|d| usable(d))
     {
         return Ok(dir);
     }
-    let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+    let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir(versions_root)
         .into_iter()
         .flatten()
         .flatten()
@@ -331,6 +344,36 @@ fn tail(log: &Path) -> String {
 mod tests {
     use super::*;
     use sqlx::{Connection, PgConnection};
+
+    #[test]
+    fn the_newest_versioned_install_is_chosen_and_none_is_one_clear_error() {
+        let root = std::env::temp_dir().join(format!("widget-data-bindir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(
+            search_bindir(None, None, &root).unwrap_err().to_string(),
+            "PostgreSQL binaries not found: install PostgreSQL (e.g. apt-get install postgresql) or set DATABASE_URL"
+        );
+        for version in ["9.6", "15", "16", "notes"] {
+            let bin = root.join(version).join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            if version != "16" {
+                // 16 is incomplete: no postgres binary.
+                std::fs::write(bin.join("postgres"), "").unwrap();
+            }
+            std::fs::write(bin.join("initdb"), "").unwrap();
+        }
+        assert_eq!(
+            search_bindir(None, None, &root).unwrap(),
+            root.join("15").join("bin")
+        );
+        // PATH wins over the versioned directories.
+        let on_path = root.join("9.6").join("bin");
+        assert_eq!(
+            search_bindir(None, Some(on_path.clone().into_os_string()), &root).unwrap(),
+            on_path
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn the_machines_binaries_are_found() {

@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use axum::Router;
 use axum::http::{HeaderName, Request};
 use std::sync::Arc;
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
@@ -96,6 +97,19 @@ pub fn router(app: Arc<App>) -> Router {
                     .on_request(DefaultOnRequest::new().level(tracing::Level::DEBUG))
                     .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
                 )
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(cors()),
         )
+}
+
+/// Dashboards call from the browser. Credentials travel in the
+/// Authorization header, never in cookies, so any origin may call (as with
+/// Supabase's API gateway) without exposing one user's session to a site.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods(AllowMethods::mirror_request())
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers([REQUEST_ID])
+        .max_age(std::time::Duration::from_secs(3600))
 }

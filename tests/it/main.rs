@@ -6,6 +6,7 @@ mod harness;
 mod auth;
 mod compile;
 mod e2e;
+mod health;
 mod injection;
 mod openapi;
 mod rls;

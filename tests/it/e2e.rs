@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 struct Service {
     child: Child,
     addr: String,
+    database_url: String,
     tokens: Vec<(String, String)>,
 }
 
@@ -27,12 +28,16 @@ fn start(data_dir: &Path) -> Service {
         .expect("start widget-data");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut addr = None;
+    let mut database_url = None;
     let mut tokens = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         let Some(Ok(line)) = lines.next() else { break };
         if let Some(rest) = line.trim().strip_prefix("widget-data listening on http://") {
             addr = Some(rest.to_owned());
+        }
+        if let Some(url) = line.trim().strip_prefix("database: ") {
+            database_url = Some(url.to_owned());
         }
         let words: Vec<&str> = line.split_whitespace().collect();
         if let [name @ ("anon" | "service_role"), token] = words[..] {
@@ -50,6 +55,7 @@ fn start(data_dir: &Path) -> Service {
     Service {
         child,
         addr: addr.expect("the service printed its address"),
+        database_url: database_url.expect("the service printed its database URL"),
         tokens,
     }
 }
@@ -149,13 +155,32 @@ fn the_binary_serves_the_seeded_data_and_restarts_on_the_same_cluster() {
         (4000..=6000).contains(&total),
         "about 5,000 seeded servers, got {total}"
     );
-    let statuses: Vec<&str> = by_status
+    // The README's promise: the same counts as the SQL, on the printed database.
+    let want: Vec<(String, i64)> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pool = widget_data::db::connect(&service.database_url, 1)
+            .await
+            .unwrap();
+        let rows =
+            sqlx::query_as("SELECT status, count(*) FROM servers GROUP BY status ORDER BY status")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        rows
+    });
+    let got: Vec<(String, i64)> = by_status
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["status"].as_str().unwrap())
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap().to_owned(),
+                r["value"].as_i64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(statuses, ["Active", "Maintenance", "Offline", "Ready"]);
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 4, "all four statuses are seeded");
     // Without a token: 401, as JSON.
     let (status, body) = service.call(
         "POST",

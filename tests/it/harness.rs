@@ -106,7 +106,7 @@ pub async fn fresh_db() -> (PgPool, String) {
     .expect("create database");
     admin.close().await.ok();
     let url = database_url(&name);
-    (db::connect(&url, 8).await.expect("connect test db"), url)
+    (db::connect(&url, 4).await.expect("connect test db"), url)
 }
 
 pub fn config(url: &str, extra: &[(&str, &str)]) -> Config {

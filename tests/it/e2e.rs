@@ -60,6 +60,17 @@ fn start(data_dir: &Path) -> Service {
     }
 }
 
+/// A test that fails half-way must not leave the service (and so its
+/// PostgreSQL) running: killing the service closes the watchdog's pipe.
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Service {
     fn token(&self, name: &str) -> &str {
         &self

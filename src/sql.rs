@@ -68,7 +68,11 @@ pub fn rows(plan: &QueryPlan) -> SelectStatement {
             Direction::Desc => Order::Desc,
         };
         let expr = match &o.key {
-            OrderKey::Bucket => bucket.clone().expect("a bucket order implies a bucket"),
+            // The planner orders by the bucket only when there is one.
+            OrderKey::Bucket => match &bucket {
+                Some(b) => b.clone(),
+                None => continue,
+            },
             OrderKey::Column(c) => col(c),
             OrderKey::Measure(name) => Expr::col(Alias::new(name)),
         };

@@ -2,6 +2,7 @@
 //! configuration), and the task that keeps the schema cache current.
 
 use crate::auth::JwtVerifier;
+use crate::cache::{self, Cache};
 use crate::config::Config;
 use crate::plan::Limits;
 use crate::schema::{self, SchemaCache};
@@ -15,6 +16,7 @@ pub struct App {
     pub pool: PgPool,
     pub jwt: JwtVerifier,
     pub limits: Limits,
+    pub cache: Cache,
     schema: RwLock<Arc<SchemaCache>>,
 }
 
@@ -33,6 +35,10 @@ impl App {
                 max_rows: config.max_rows,
             },
             schema: RwLock::new(Arc::new(schema)),
+            cache: Cache::new(
+                usize::try_from(config.cache_memory_mb.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
+            ),
             config,
             pool,
         }))
@@ -43,23 +49,33 @@ impl App {
         Arc::clone(&self.schema.read().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Installs change tracking on new tables, then reloads the cache.
     pub async fn reload_schema(&self) -> Result<(), sqlx::Error> {
+        match schema::track_changes(&self.pool, &self.config.exposed_schemas).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tables = n, "change tracking installed"),
+            // Not fatal: untracked tables are simply never cached.
+            Err(e) => tracing::warn!(error = %e, "could not install change tracking"),
+        }
         let fresh = schema::load(&self.pool, &self.config.exposed_schemas).await?;
         tracing::info!(tables = fresh.len(), "schema cache loaded");
         *self.schema.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
         Ok(())
     }
 
-    /// Listens for `NOTIFY widget_data, 'reload schema'` until the process
-    /// ends. After a lost connection the cache is reloaded, since a
-    /// notification may have been missed meanwhile.
-    pub fn spawn_schema_listener(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    /// Listens until the process ends for `NOTIFY widget_data, 'reload
+    /// schema'` and for the data changes the cache keys depend on. While
+    /// not listening nothing is cached; after a lost connection the schema
+    /// is reloaded and every data version renewed, since notifications may
+    /// have been missed meanwhile.
+    pub fn spawn_listener(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let app = Arc::clone(self);
         tokio::spawn(async move {
             loop {
                 if let Err(e) = app.listen_once().await {
-                    tracing::warn!(error = %e, "schema listener lost its connection; retrying");
+                    tracing::warn!(error = %e, "listener lost its connection; retrying");
                 }
+                app.cache.versions.suspend();
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })
@@ -67,14 +83,28 @@ impl App {
 
     async fn listen_once(&self) -> Result<(), sqlx::Error> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(schema::RELOAD_CHANNEL).await?;
+        listener
+            .listen_all([schema::RELOAD_CHANNEL, cache::CHANGES_CHANNEL])
+            .await?;
         // Anything may have changed while we were not listening.
         self.reload_schema().await?;
+        let last_change: i64 = sqlx::query_scalar("SELECT last_value FROM app.data_version")
+            .fetch_one(&self.pool)
+            .await?;
+        self.cache.versions.reset(last_change);
         loop {
-            match listener.try_recv().await? {
-                Some(n) if n.payload() == schema::RELOAD_PAYLOAD => self.reload_schema().await?,
-                Some(_) => {}
-                None => return Ok(()), // connection lost: reconnect and reload
+            let Some(n) = listener.try_recv().await? else {
+                return Ok(()); // connection lost: reconnect and renew
+            };
+            if n.channel() == cache::CHANGES_CHANNEL {
+                if self.cache.versions.apply(n.payload()).is_some() {
+                    self.cache
+                        .stats
+                        .invalidations
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            } else if n.payload() == schema::RELOAD_PAYLOAD {
+                self.reload_schema().await?;
             }
         }
     }

@@ -3,7 +3,7 @@
 //! A request travels one pipeline, each stage in its own module:
 //!
 //! ```text
-//! http (auth, body) -> plan (pure) -> sql (sea-query) -> exec (Postgres)
+//! http (auth, body) -> plan (pure) -> sql (sea-query) -> cache -> exec (Postgres)
 //! ```
 //!
 //! | stage | module | does |
@@ -11,6 +11,7 @@
 //! | edge | [`http`] | routing, JWT check ([`auth`]), body parsing, error rendering |
 //! | plan | [`plan`] | pure: untrusted `DataSource` + [`schema::SchemaCache`] -> `QueryPlan` |
 //! | sql | [`sql`] | pure: `QueryPlan` -> SQL text and bind values (the only sea-query user) |
+//! | cache | [`cache`] | answers by key (query, data versions, caller's scope); coalesces misses |
 //! | exec | [`exec`] | runs it in a read-only transaction under the caller's role |
 //!
 //! Around them: [`config`] (environment), [`app`] (shared state),
@@ -20,6 +21,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod embedded;

@@ -55,7 +55,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let app = App::new(config.clone(), pool.clone())
         .await
         .context("loading the schema cache")?;
-    let listener_task = app.spawn_schema_listener();
+    let listener_task = app.spawn_listener();
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("listening on {}", config.listen_addr))?;

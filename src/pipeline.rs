@@ -1,15 +1,17 @@
-//! One widget-data request, end to end: plan (pure) -> sql -> exec.
+//! One widget-data request, end to end: plan (pure) -> sql -> cache -> exec.
 //!
 //! Takes an authenticated principal and a parsed request; gives the rows
 //! with their timestamps. Knows nothing of HTTP.
 
 use crate::app::App;
 use crate::auth::Principal;
+use crate::cache::{Entry, Outcome};
 use crate::error::ApiError;
 use crate::plan::{self, DataSource, Filter};
 use crate::{exec, sql, widgets};
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Where the data source comes from.
@@ -24,17 +26,34 @@ pub enum Source {
 pub struct Query {
     pub source: Source,
     pub runtime_filters: Vec<Filter>,
+    /// Recompute and replace the cached entry.
+    pub force_refresh: bool,
 }
 
 /// What the caller gets back.
 #[derive(Debug)]
 pub struct Answer {
-    /// A JSON array of row objects, exactly as PostgreSQL rendered it.
-    pub data: Box<RawValue>,
-    pub cached: bool,
-    pub cached_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub stale: bool,
+    pub entry: Arc<Entry>,
+    pub outcome: Outcome,
+}
+
+impl Answer {
+    /// Served from the cache rather than computed for this request.
+    pub fn cached(&self) -> bool {
+        self.outcome == Outcome::Hit
+    }
+
+    pub fn data(&self) -> &RawValue {
+        &self.entry.data
+    }
+
+    pub fn cached_at(&self) -> DateTime<Utc> {
+        self.entry.cached_at
+    }
+
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.entry.expires_at
+    }
 }
 
 pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answer, ApiError> {
@@ -62,22 +81,38 @@ pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answ
             )
         }
     };
-    let (sql, values) = sql::build(&plan);
-    let cached_at = Utc::now();
-    let data = exec::query_json(
-        &app.pool,
-        principal,
-        app.config.query_timeout,
-        sqlx::AssertSqlSafe(sql),
-        values,
-    )
-    .await?;
-    let ttl = chrono::Duration::seconds(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 1000));
-    Ok(Answer {
-        data,
-        cached: false,
-        cached_at,
-        expires_at: cached_at + ttl,
-        stale: false,
-    })
+    let key = app.cache.key(&plan, principal);
+    if let Some(key) = &key
+        && !query.force_refresh
+        && let Some(entry) = app.cache.fresh(key, Utc::now())
+    {
+        return Ok(Answer {
+            entry,
+            outcome: Outcome::Hit,
+        });
+    }
+    let compute = || async {
+        let (sql, values) = sql::build(&plan);
+        let cached_at = Utc::now();
+        let data = exec::query_json(
+            &app.pool,
+            principal,
+            app.config.query_timeout,
+            sqlx::AssertSqlSafe(sql),
+            values,
+        )
+        .await?;
+        let ttl = chrono::Duration::seconds(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 1000));
+        Ok::<_, ApiError>(Entry {
+            data,
+            cached_at,
+            expires_at: cached_at + ttl,
+        })
+    };
+    let (entry, outcome) = match &key {
+        Some(key) => app.cache.fill(key, query.force_refresh, compute).await?,
+        // Not cacheable: computed for this request alone.
+        None => (Arc::new(compute().await?), Outcome::Miss),
+    };
+    Ok(Answer { entry, outcome })
 }

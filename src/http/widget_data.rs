@@ -8,7 +8,9 @@ use crate::plan::{DataSource, Filter};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, header::CONTENT_LENGTH};
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -38,11 +40,11 @@ pub struct WidgetDataRequest {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct WidgetDataResponse {
+pub struct WidgetDataResponse<'a> {
     /// One object per row: groupBy columns by name, `bucket`, and each measure by name
     /// (`value` for the single-aggregation form).
     #[schema(value_type = Vec<Object>)]
-    data: Box<RawValue>,
+    data: &'a RawValue,
     cached: bool,
     /// When the data was computed (RFC 3339).
     #[serde(serialize_with = "rfc3339")]
@@ -57,14 +59,14 @@ fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
-impl From<Answer> for WidgetDataResponse {
-    fn from(a: Answer) -> Self {
-        Self {
-            data: a.data,
-            cached: a.cached,
-            cached_at: a.cached_at,
-            expires_at: a.expires_at,
-            stale: a.stale,
+impl WidgetDataResponse<'_> {
+    fn of(a: &Answer) -> WidgetDataResponse<'_> {
+        WidgetDataResponse {
+            data: a.data(),
+            cached: a.cached(),
+            cached_at: a.cached_at(),
+            expires_at: a.expires_at(),
+            stale: false,
         }
     }
 }
@@ -80,7 +82,11 @@ impl From<Answer> for WidgetDataResponse {
     request_body = WidgetDataRequest,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The widget's rows", body = WidgetDataResponse),
+        (status = 200, description = "The widget's rows", body = WidgetDataResponse,
+            headers(
+                ("x-cache" = String, description = "hit, miss or coalesced"),
+                ("cache-control" = String, description = "private, max-age=<seconds until expires_at>"),
+            )),
         (status = 400, description = "The body or its data source is invalid; `details.field` names what", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "The token's role, or the role's privileges, forbid it", body = ErrorBody),
@@ -95,7 +101,7 @@ pub async fn query_widget_data(
     Caller(principal): Caller,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<WidgetDataResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let request: WidgetDataRequest = parse_body(&headers, body).await?;
     let source = match (request.config, request.widget_id) {
         (Some(source), None) => Source::Config(source),
@@ -106,13 +112,25 @@ pub async fn query_widget_data(
             });
         }
     };
-    let _ = request.force_refresh; // no cache yet: every answer is computed
     let query = pipeline::Query {
         source,
         runtime_filters: request.filters,
+        force_refresh: request.force_refresh,
     };
     let answer = pipeline::run(&app, &principal, &query).await?;
-    Ok(Json(answer.into()))
+    let max_age = (answer.expires_at() - Utc::now()).num_seconds().max(0);
+    let headers = [
+        (
+            HeaderName::from_static("x-cache"),
+            HeaderValue::from_static(answer.outcome.as_str()),
+        ),
+        (
+            CACHE_CONTROL,
+            HeaderValue::from_str(&format!("private, max-age={max_age}"))
+                .unwrap_or(HeaderValue::from_static("private, no-cache")),
+        ),
+    ];
+    Ok((headers, Json(WidgetDataResponse::of(&answer))).into_response())
 }
 
 /// Reads at most `BODY_LIMIT_BYTES` and parses them as JSON.

@@ -55,6 +55,9 @@ pub struct QueryPlan {
     table: String,
     #[serde(skip)]
     rls: bool,
+    /// Every relation read is a change-tracked table (not a view).
+    #[serde(skip)]
+    tracked: bool,
     bucket: Option<Bucket>,
     group_by: Vec<String>,
     measures: Vec<Measure>,
@@ -124,6 +127,11 @@ impl QueryPlan {
     /// Whether a table read has row-level security enabled.
     pub fn reads_rls_table(&self) -> bool {
         self.rls
+    }
+    /// Whether every write to what the query reads is announced, so its
+    /// result may be cached. Views are not: their base tables are unknown.
+    pub fn change_tracked(&self) -> bool {
+        self.tracked
     }
 }
 
@@ -229,6 +237,7 @@ pub fn plan(
         schema: table.schema.clone(),
         table: table.name.clone(),
         rls: table.rls_enabled,
+        tracked: table.change_tracked && table.kind == crate::schema::RelationKind::Table,
         bucket,
         group_by,
         measures,

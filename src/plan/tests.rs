@@ -21,6 +21,7 @@ fn schema() -> SchemaCache {
         name: "servers".into(),
         kind: RelationKind::Table,
         rls_enabled: false,
+        change_tracked: true,
         columns: vec![
             col("id", "int8"),
             col("hostname", "text"),
@@ -44,6 +45,7 @@ fn schema() -> SchemaCache {
         name: "notes".into(),
         kind: RelationKind::Table,
         rls_enabled: true,
+        change_tracked: true,
         columns: vec![col("id", "int4"), col("body", "text")],
     };
     SchemaCache::new(vec!["public".into()], [servers, notes])

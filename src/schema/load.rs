@@ -16,6 +16,8 @@ SELECT n.nspname::text AS schema,
        c.relname::text AS name,
        c.relkind::text AS relkind,
        c.relrowsecurity AS rls,
+       EXISTS (SELECT 1 FROM pg_trigger g
+               WHERE g.tgrelid = c.oid AND g.tgname = 'widget_data_changed') AS tracked,
        a.attname::text AS column,
        CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END::text AS typname
 FROM pg_class c
@@ -30,11 +32,20 @@ WHERE n.nspname = ANY($1)
 ORDER BY n.nspname, c.relname, a.attnum
 "#;
 
+/// Installs the change-tracking trigger on the exposed tables that lack it
+/// (see migrations/0004); returns how many it installed.
+pub async fn track_changes(pool: &PgPool, schemas: &[String]) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar("SELECT app.install_change_triggers($1)")
+        .bind(schemas)
+        .fetch_one(pool)
+        .await
+}
+
 pub async fn load(pool: &PgPool, schemas: &[String]) -> Result<SchemaCache, sqlx::Error> {
-    let rows: Vec<(String, String, String, bool, String, String)> =
+    let rows: Vec<(String, String, String, bool, bool, String, String)> =
         sqlx::query_as(QUERY).bind(schemas).fetch_all(pool).await?;
     let mut tables: HashMap<(String, String), Table> = HashMap::new();
-    for (schema, name, relkind, rls, column, typname) in rows {
+    for (schema, name, relkind, rls, tracked, column, typname) in rows {
         let table = tables
             .entry((schema.clone(), name.clone()))
             .or_insert_with(|| Table {
@@ -46,6 +57,7 @@ pub async fn load(pool: &PgPool, schemas: &[String]) -> Result<SchemaCache, sqlx
                     RelationKind::View
                 },
                 rls_enabled: rls,
+                change_tracked: tracked,
                 columns: Vec::new(),
             });
         table.columns.push(Column {

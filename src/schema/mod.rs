@@ -6,7 +6,7 @@
 
 mod load;
 
-pub use load::{RELOAD_CHANNEL, RELOAD_PAYLOAD, load};
+pub use load::{RELOAD_CHANNEL, RELOAD_PAYLOAD, load, track_changes};
 
 use std::collections::HashMap;
 
@@ -81,6 +81,9 @@ pub struct Table {
     pub kind: RelationKind,
     /// `relrowsecurity`: row-level security is enabled on the table.
     pub rls_enabled: bool,
+    /// Writes to it are announced (the `widget_data_changed` trigger), so
+    /// results read from it may be cached.
+    pub change_tracked: bool,
     /// In ordinal order.
     pub columns: Vec<Column>,
 }

@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth;
+mod cache;
 mod compile;
 mod e2e;
 mod health;

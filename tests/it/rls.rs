@@ -54,7 +54,7 @@ async fn a_role_without_a_grant_gets_403_with_its_own_code() {
 #[tokio::test]
 async fn a_notify_reloads_the_schema_cache() {
     let t = test_app().await;
-    let listener = t.app.spawn_schema_listener();
+    let listener = t.app.spawn_listener();
     // Before the table exists it is an unknown table.
     let reply = t
         .query(&user(DEMO_USER), json!({"table": "late_arrival"}))

@@ -1,0 +1,202 @@
+//! The result cache: answers by key, kept fresh by change notifications.
+//!
+//! Takes a validated plan, the caller and a way to compute the answer;
+//! gives the answer, from memory when an entry for the same query, data
+//! versions and scope exists (see `key` for what a key holds). Concurrent
+//! identical misses run the query once and share the result.
+//!
+//! A fill cannot store an old result as current: the key is taken before
+//! the query runs, with the data versions known then. A write that commits
+//! meanwhile announces a new version, so later requests use a new key and
+//! never see the entry the slow fill stored under the old one.
+
+mod key;
+mod memory;
+mod versions;
+
+pub use key::{Key, per_user};
+pub use versions::{CHANNEL as CHANGES_CHANNEL, Versions};
+
+use crate::auth::Principal;
+use crate::plan::QueryPlan;
+use chrono::{DateTime, Utc};
+use memory::Memory;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
+
+/// One computed answer.
+#[derive(Debug)]
+pub struct Entry {
+    /// The rows, a JSON array, exactly as PostgreSQL rendered them.
+    pub data: Box<RawValue>,
+    pub cached_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// How an answer was obtained: the `x-cache` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Hit,
+    Miss,
+    /// Waited for an identical miss already running.
+    Coalesced,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Miss => "miss",
+            Outcome::Coalesced => "coalesced",
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub coalesced: AtomicU64,
+    /// Queries actually run against the database.
+    pub executions: AtomicU64,
+    /// Change notifications applied.
+    pub invalidations: AtomicU64,
+}
+
+type Flight = Arc<OnceCell<Option<Arc<Entry>>>>;
+
+pub struct Cache {
+    pub versions: Versions,
+    pub stats: Stats,
+    memory: Mutex<Memory>,
+    in_flight: Mutex<HashMap<Key, Flight>>,
+}
+
+impl Cache {
+    pub fn new(memory_bytes: usize) -> Self {
+        Self {
+            versions: Versions::default(),
+            stats: Stats::default(),
+            memory: Mutex::new(Memory::new(memory_bytes)),
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The key for `plan` as asked by `principal`, or `None` when its
+    /// result must not be cached (a view or an untracked table, or changes
+    /// are not being heard right now).
+    pub fn key(&self, plan: &QueryPlan, principal: &Principal) -> Option<Key> {
+        if !plan.change_tracked() {
+            return None;
+        }
+        let tables: Vec<String> = plan
+            .tables()
+            .iter()
+            .map(|(s, t)| format!("{s}.{t}"))
+            .collect();
+        let versions = self.versions.of(tables.iter().map(String::as_str))?;
+        Some(key::key(plan, &versions, principal))
+    }
+
+    /// A fresh entry for `key`, counting the hit.
+    pub fn fresh(&self, key: &Key, now: DateTime<Utc>) -> Option<Arc<Entry>> {
+        let entry = self.memory().get(key).filter(|e| e.expires_at > now)?;
+        self.stats.hits.fetch_add(1, Relaxed);
+        Some(entry)
+    }
+
+    /// Computes the entry for `key` once however many ask at the same time,
+    /// and stores it. With `replace` (force_refresh) it always computes.
+    pub async fn fill<E, Fut>(
+        &self,
+        key: &Key,
+        replace: bool,
+        compute: impl FnOnce() -> Fut,
+    ) -> Result<(Arc<Entry>, Outcome), E>
+    where
+        Fut: Future<Output = Result<Entry, E>>,
+    {
+        if replace {
+            let entry = Arc::new(self.run(compute).await?);
+            self.memory().insert(key.clone(), Arc::clone(&entry));
+            return Ok((entry, Outcome::Miss));
+        }
+        let flight = Arc::clone(self.flights().entry(key.clone()).or_default());
+        let mut compute = Some(compute);
+        let mut led = false;
+        let mut reused = false;
+        let mut failure = None;
+        let shared = flight
+            .get_or_init(|| async {
+                led = true;
+                // An identical fill may have finished between our lookup
+                // and now: use it rather than run the query again.
+                if let Some(entry) = self.memory().get(key).filter(|e| e.expires_at > Utc::now()) {
+                    self.stats.hits.fetch_add(1, Relaxed);
+                    reused = true;
+                    return Some(entry);
+                }
+                let compute = compute.take()?;
+                match self.run(compute).await {
+                    Ok(entry) => {
+                        let entry = Arc::new(entry);
+                        self.memory().insert(key.clone(), Arc::clone(&entry));
+                        Some(entry)
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        None
+                    }
+                }
+            })
+            .await
+            .clone();
+        if led {
+            let mut flights = self.flights();
+            if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                flights.remove(key);
+            }
+        }
+        match (shared, failure, compute) {
+            (Some(entry), _, _) if reused => Ok((entry, Outcome::Hit)),
+            (Some(entry), _, _) if led => Ok((entry, Outcome::Miss)),
+            (Some(entry), _, _) => {
+                self.stats.coalesced.fetch_add(1, Relaxed);
+                Ok((entry, Outcome::Coalesced))
+            }
+            (None, Some(e), _) => Err(e),
+            // The leader failed with an error of its own: try for ourselves.
+            (None, None, Some(compute)) => Ok((Arc::new(self.run(compute).await?), Outcome::Miss)),
+            (None, None, None) => unreachable!("a leader either fails with its error or fills"),
+        }
+    }
+
+    async fn run<E, Fut>(&self, compute: impl FnOnce() -> Fut) -> Result<Entry, E>
+    where
+        Fut: Future<Output = Result<Entry, E>>,
+    {
+        self.stats.misses.fetch_add(1, Relaxed);
+        self.stats.executions.fetch_add(1, Relaxed);
+        compute().await
+    }
+
+    pub fn entries(&self) -> usize {
+        self.memory().len()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.memory().bytes()
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Flight>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

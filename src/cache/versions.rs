@@ -1,0 +1,100 @@
+//! The data version of each table, as last announced on the
+//! `widget_data_changes` channel.
+//!
+//! A table's version is the change number of the latest write committed to
+//! it, in commit order (every listener hears commits in the same order, so
+//! every instance agrees). Until a table's first write is heard, its
+//! version is the base marker taken when listening began; a lost
+//! connection takes a new base and forgets everything, since changes may
+//! have been missed meanwhile.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+/// The channel the change triggers announce on.
+pub const CHANNEL: &str = "widget_data_changes";
+
+#[derive(Default)]
+pub struct Versions {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// `None` until listening has started: nothing may be cached then.
+    base: Option<String>,
+    tables: HashMap<String, String>,
+}
+
+impl Versions {
+    /// Listening (re)started at change number `last_value`: every table's
+    /// version becomes a marker no change can carry.
+    pub fn reset(&self, last_value: i64) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.base = Some(format!("base:{last_value}"));
+        inner.tables.clear();
+    }
+
+    /// Listening stopped: until it resumes, nothing is cached.
+    pub fn suspend(&self) {
+        self.inner.write().unwrap_or_else(|e| e.into_inner()).base = None;
+    }
+
+    /// Applies a `schema.table:n` payload; returns the table it changed.
+    pub fn apply(&self, payload: &str) -> Option<String> {
+        let (table, number) = payload.rsplit_once(':')?;
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.tables.insert(table.to_owned(), number.to_owned());
+        Some(table.to_owned())
+    }
+
+    /// The versions of `tables` (`schema.table`), or `None` when changes
+    /// are not being heard.
+    pub fn of<'a>(
+        &self,
+        tables: impl IntoIterator<Item = &'a str>,
+    ) -> Option<Vec<(String, String)>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let base = inner.base.as_ref()?;
+        Some(
+            tables
+                .into_iter()
+                .map(|t| (t.to_owned(), inner.tables.get(t).unwrap_or(base).clone()))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_is_versioned_before_listening_starts() {
+        let v = Versions::default();
+        assert_eq!(v.of(["public.servers"]), None);
+        v.reset(7);
+        assert_eq!(v.of(["public.servers"]).unwrap()[0].1, "base:7");
+    }
+
+    #[test]
+    fn every_announced_change_gives_a_new_version_even_out_of_number_order() {
+        let v = Versions::default();
+        v.reset(10);
+        let at = |v: &Versions| v.of(["public.servers"]).unwrap()[0].1.clone();
+        let before = at(&v);
+        assert_eq!(
+            v.apply("public.servers:12").as_deref(),
+            Some("public.servers")
+        );
+        let after_12 = at(&v);
+        // A transaction that drew 11 commits after the one that drew 12.
+        v.apply("public.servers:11");
+        let after_11 = at(&v);
+        assert!(before != after_12 && after_12 != after_11 && before != after_11);
+        // Other tables keep theirs.
+        assert_eq!(v.of(["public.notes"]).unwrap()[0].1, "base:10");
+        v.suspend();
+        assert_eq!(v.of(["public.servers"]), None);
+    }
+}

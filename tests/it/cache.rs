@@ -1,0 +1,258 @@
+//! The result cache on a real PostgreSQL: hits, change-driven misses, no
+//! cross-user leaks, no lost invalidation, coalesced misses.
+
+use crate::harness::*;
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use widget_data::auth::Principal;
+use widget_data::cache::Entry;
+
+/// An app whose listener is running, so results may be cached.
+async fn listening_app() -> TestApp {
+    let t = test_app().await;
+    t.app.spawn_listener();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.app.cache.versions.of(["public.servers"]).is_none() {
+        assert!(Instant::now() < deadline, "listener never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    t
+}
+
+fn count_by_status() -> Value {
+    json!({"table": "servers", "groupBy": "status"})
+}
+
+#[tokio::test]
+async fn a_repeated_query_is_a_hit_with_the_same_timestamps() {
+    let t = listening_app().await;
+    let token = user(DEMO_USER);
+    let first = t.query(&token, count_by_status()).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.body["cached"], false);
+    assert_eq!(first.headers["x-cache"], "miss");
+    let second = t.query(&token, count_by_status()).await;
+    assert_eq!(second.body["cached"], true);
+    assert_eq!(second.headers["x-cache"], "hit");
+    assert_eq!(second.body["data"], first.body["data"]);
+    assert_eq!(second.body["cached_at"], first.body["cached_at"]);
+    assert_eq!(second.body["expires_at"], first.body["expires_at"]);
+    let cache_control = second.headers["cache-control"].to_str().unwrap();
+    let max_age: i64 = cache_control
+        .strip_prefix("private, max-age=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((295..=300).contains(&max_age), "{cache_control}");
+    // The same query spelled differently is the same entry.
+    let respelled = t
+        .query(
+            &token,
+            json!({"table": "public.servers", "aggregation": "count", "group_by": ["status"]}),
+        )
+        .await;
+    assert_eq!(respelled.headers["x-cache"], "hit");
+    // force_refresh recomputes and replaces.
+    let forced = t
+        .request(
+            Method::POST,
+            "/functions/v1/widget-data",
+            Some(&token),
+            Some(json!({"config": count_by_status(), "force_refresh": true})),
+        )
+        .await;
+    assert_eq!(forced.body["cached"], false);
+    assert_ne!(forced.body["cached_at"], first.body["cached_at"]);
+    let after = t.query(&token, count_by_status()).await;
+    assert_eq!(after.body["cached_at"], forced.body["cached_at"]);
+}
+
+#[tokio::test]
+async fn a_committed_insert_makes_the_next_request_a_miss_with_the_new_count() {
+    let t = listening_app().await;
+    let token = anon();
+    let before = t.query(&token, json!({"table": "servers"})).await;
+    assert_eq!(
+        t.query(&token, json!({"table": "servers"})).await.body["cached"],
+        true
+    );
+    let n = before.body["data"][0]["value"].as_i64().unwrap();
+    sqlx::query(
+        "INSERT INTO servers (hostname, status, region) VALUES ('new-1', 'Ready', 'eu-west-1')",
+    )
+    .execute(&t.pool)
+    .await
+    .unwrap();
+    // The change is announced at commit; no TTL (300 s) is waited for.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = t.query(&token, json!({"table": "servers"})).await;
+        if reply.body["data"][0]["value"] == n + 1 {
+            assert_eq!(reply.body["cached"], false);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still the old count: {}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // TRUNCATE is a change too.
+    sqlx::query("TRUNCATE servers")
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while t.query(&token, json!({"table": "servers"})).await.body["data"][0]["value"] != 0 {
+        assert!(Instant::now() < deadline, "truncate not seen");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_users_of_an_rls_table_never_see_each_others_cached_rows() {
+    let t = listening_app().await;
+    t.exec(
+        "CREATE TABLE public.notes (id serial PRIMARY KEY, owner uuid NOT NULL, body text NOT NULL);
+         ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY own ON public.notes FOR SELECT TO authenticated USING (owner = auth.uid());
+         GRANT SELECT ON public.notes TO authenticated;
+         INSERT INTO public.notes (owner, body)
+         SELECT CASE WHEN g <= 2 THEN '5e2b7a1c-3d4f-4a6b-9c8d-0e1f2a3b4c5d'::uuid
+                     ELSE '9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a'::uuid END, 'n' FROM generate_series(1, 9) g;",
+    )
+    .await;
+    let notes = json!({"table": "notes"});
+    for (who, want) in [(DEMO_USER, 2), (OTHER_USER, 7)] {
+        let first = t.query(&user(who), notes.clone()).await;
+        assert_eq!(first.body["data"], json!([{"value": want}]), "{who}");
+        let second = t.query(&user(who), notes.clone()).await;
+        assert_eq!(second.body["data"], json!([{"value": want}]), "{who}");
+        assert_eq!(
+            second.body["cached"], true,
+            "each user's second request is a hit on their own entry"
+        );
+    }
+    // A refreshed token of the same user shares the entry; another user never does.
+    let refreshed = sign(
+        json!({"role": "authenticated", "aud": "authenticated", "sub": DEMO_USER, "exp": now() + 900, "iat": now()}),
+    );
+    let reply = t.query(&refreshed, notes.clone()).await;
+    assert_eq!(
+        (reply.body["cached"].clone(), reply.body["data"].clone()),
+        (json!(true), json!([{"value": 2}]))
+    );
+}
+
+#[tokio::test]
+async fn a_write_during_a_slow_fill_never_leaves_the_old_result_current() {
+    let t = listening_app().await;
+    let token = anon();
+    let principal: Principal = t.app.jwt.verify(&token).unwrap();
+    let source: widget_data::plan::DataSource =
+        serde_json::from_value(json!({"table": "servers"})).unwrap();
+    let plan = widget_data::plan::plan(&source, &[], &t.app.schema(), &t.app.limits).unwrap();
+    let key = t.app.cache.key(&plan, &principal).unwrap();
+    let pool = t.pool.clone();
+    let app = Arc::clone(&t.app);
+    let filled_under = key.clone();
+    // The fill reads the count, then a write commits while it is still in
+    // flight, and only then does it store what it read.
+    let (entry, _) = t
+        .app
+        .cache
+        .fill(&key, false, || async move {
+            let old: i64 = sqlx::query_scalar("SELECT count(*) FROM servers").fetch_one(&pool).await.unwrap();
+            sqlx::query("INSERT INTO servers (hostname, status, region) VALUES ('late', 'Ready', 'eu-west-1')")
+                .execute(&pool)
+                .await
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while app.cache.key(&plan, &principal).as_ref() == Some(&filled_under) {
+                assert!(Instant::now() < deadline, "the write was never announced");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let data = serde_json::value::to_raw_value(&json!([{"value": old}])).unwrap();
+            let now = chrono::Utc::now();
+            Ok::<_, ()>(Entry { data, cached_at: now, expires_at: now + chrono::Duration::seconds(300) })
+        })
+        .await
+        .unwrap();
+    let old = serde_json::from_str::<Value>(entry.data.get()).unwrap()[0]["value"]
+        .as_i64()
+        .unwrap();
+    let reply = t.query(&token, json!({"table": "servers"})).await;
+    assert_eq!(
+        reply.body["cached"], false,
+        "the stale fill must not answer"
+    );
+    assert_eq!(reply.body["data"][0]["value"], old + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_identical_cold_requests_run_the_query_once() {
+    let t = listening_app().await;
+    let token = user(DEMO_USER);
+    let executions = || t.app.cache.stats.executions.load(Relaxed);
+    let before = executions();
+    let config =
+        json!({"table": "servers", "aggregation": "avg", "column": "cpu_pct", "groupBy": "region"});
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let router = t.router.clone();
+        let token = token.clone();
+        let config = config.clone();
+        tasks.spawn(async move {
+            use tower::ServiceExt;
+            let req = axum::http::Request::builder()
+                .method(Method::POST)
+                .uri("/functions/v1/widget-data")
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::from(
+                    json!({ "config": config }).to_string(),
+                ))
+                .unwrap();
+            let resp = router.oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            serde_json::from_slice::<Value>(&bytes).unwrap()["data"].clone()
+        });
+    }
+    let answers: Vec<Value> = tasks.join_all().await;
+    assert_eq!(answers.len(), 200);
+    assert!(
+        answers.iter().all(|a| *a == answers[0]),
+        "every request got the same data"
+    );
+    assert_eq!(
+        executions() - before,
+        1,
+        "one database execution for 200 identical requests"
+    );
+    let want = t
+        .sql_rows(
+            "SELECT region, avg(cpu_pct) AS value FROM servers GROUP BY region ORDER BY region",
+        )
+        .await;
+    assert_eq!(answers[0], want);
+}
+
+#[tokio::test]
+async fn views_are_never_cached() {
+    let t = listening_app().await;
+    t.exec("CREATE VIEW public.active AS SELECT * FROM servers WHERE status = 'Active'; GRANT SELECT ON public.active TO anon;")
+        .await;
+    t.query(&anon(), json!({"table": "active"})).await;
+    let again = t.query(&anon(), json!({"table": "active"})).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(
+        again.body["cached"], false,
+        "a view's base tables are not tracked"
+    );
+}

@@ -98,10 +98,7 @@ impl App {
             };
             if n.channel() == cache::CHANGES_CHANNEL {
                 if self.cache.versions.apply(n.payload()).is_some() {
-                    self.cache
-                        .stats
-                        .invalidations
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.cache.stats.invalidated();
                 }
             } else if n.payload() == schema::RELOAD_PAYLOAD {
                 self.reload_schema().await?;

@@ -29,6 +29,9 @@ pub enum ApiError {
     /// A saved widget whose stored configuration does not parse.
     #[error("the saved widget's {field} is invalid: {message}")]
     InvalidSavedWidget { field: String, message: String },
+    /// A valid token whose role may not do this.
+    #[error("{message}")]
+    Forbidden { message: &'static str },
     #[error("{what} not found")]
     NotFound { what: &'static str },
     #[error("no route for {method} {path}")]
@@ -55,6 +58,7 @@ impl ApiError {
             | ApiError::InvalidBody { .. }
             | ApiError::InvalidSavedWidget { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::Exec(e) => match e {
                 ExecError::PermissionDenied { .. } => StatusCode::FORBIDDEN,
@@ -72,6 +76,7 @@ impl ApiError {
             ApiError::InvalidBody { .. } => "invalid_body",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::InvalidSavedWidget { .. } => "invalid_saved_widget",
+            ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotFound { .. } => "not_found",
             ApiError::NoRoute { .. } => "no_route",
             ApiError::Exec(e) => match e {

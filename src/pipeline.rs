@@ -7,6 +7,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::cache::{Entry, Outcome};
 use crate::error::ApiError;
+use crate::exec::ExecError;
 use crate::plan::{self, DataSource, Filter};
 use crate::{exec, sql, widgets};
 use chrono::{DateTime, Utc};
@@ -40,7 +41,12 @@ pub struct Answer {
 impl Answer {
     /// Served from the cache rather than computed for this request.
     pub fn cached(&self) -> bool {
-        self.outcome == Outcome::Hit
+        matches!(self.outcome, Outcome::Hit | Outcome::Stale)
+    }
+
+    /// Expired, served because the database could not answer.
+    pub fn stale(&self) -> bool {
+        self.outcome == Outcome::Stale
     }
 
     pub fn data(&self) -> &RawValue {
@@ -109,10 +115,27 @@ pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answ
             expires_at: cached_at + ttl,
         })
     };
-    let (entry, outcome) = match &key {
-        Some(key) => app.cache.fill(key, query.force_refresh, compute).await?,
+    let result = match &key {
+        Some(key) => app.cache.fill(key, query.force_refresh, compute).await,
         // Not cacheable: computed for this request alone.
-        None => (Arc::new(compute().await?), Outcome::Miss),
+        None => compute().await.map(|e| (Arc::new(e), Outcome::Miss)),
     };
-    Ok(Answer { entry, outcome })
+    match result {
+        Ok((entry, outcome)) => Ok(Answer { entry, outcome }),
+        // Stale-if-error: an old answer beats none when PostgreSQL cannot
+        // give a new one.
+        Err(ApiError::Exec(e @ (ExecError::Unavailable(_) | ExecError::Timeout))) => {
+            match app.cache.stale(&plan, principal) {
+                Some(entry) => {
+                    tracing::warn!(error = %e, "database could not answer; serving a stale entry");
+                    Ok(Answer {
+                        entry,
+                        outcome: Outcome::Stale,
+                    })
+                }
+                None => Err(ApiError::Exec(e)),
+            }
+        }
+        Err(e) => Err(e),
+    }
 }

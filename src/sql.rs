@@ -29,9 +29,10 @@ pub fn debug_sql(plan: &QueryPlan) -> String {
 
 fn wrapped(plan: &QueryPlan) -> SelectStatement {
     Query::select()
-        // array_to_json(array_agg(..)) is json_agg without the line breaks.
+        // array_to_json(array_agg(..)) is json_agg without the line breaks;
+        // `t.*` is the row even when a result column is itself named `t`.
         .expr(Expr::cust(
-            "coalesce(array_to_json(array_agg(t)), '[]'::json)",
+            "coalesce(array_to_json(array_agg(t.*)), '[]'::json)",
         ))
         .from_subquery(rows(plan), Alias::new("t"))
         .to_owned()

@@ -15,7 +15,7 @@ use sqlx::postgres::PgArguments;
 use uuid::Uuid;
 
 /// A widget's own data source, or the `widget_data_sources` row it names.
-const LOAD: &str = "SELECT coalesce(json_agg(w), '[]'::json) FROM ( \
+const LOAD: &str = "SELECT coalesce(json_agg(w.*), '[]'::json) FROM ( \
     SELECT w.widget_type, w.refresh_interval, \
            coalesce(w.data_source, s.data_source) AS data_source, \
            coalesce(w.filters, '[]'::jsonb) AS filters \

@@ -12,9 +12,11 @@
 
 mod key;
 mod memory;
+mod stats;
 mod versions;
 
 pub use key::{Key, per_user};
+pub use stats::{Latency, Snapshot, Stats};
 pub use versions::{CHANNEL as CHANGES_CHANNEL, Versions};
 
 use crate::auth::Principal;
@@ -24,7 +26,7 @@ use memory::Memory;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
@@ -44,6 +46,8 @@ pub enum Outcome {
     Miss,
     /// Waited for an identical miss already running.
     Coalesced,
+    /// Expired, served because the database could not answer.
+    Stale,
 }
 
 impl Outcome {
@@ -52,19 +56,9 @@ impl Outcome {
             Outcome::Hit => "hit",
             Outcome::Miss => "miss",
             Outcome::Coalesced => "coalesced",
+            Outcome::Stale => "stale",
         }
     }
-}
-
-#[derive(Default)]
-pub struct Stats {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub coalesced: AtomicU64,
-    /// Queries actually run against the database.
-    pub executions: AtomicU64,
-    /// Change notifications applied.
-    pub invalidations: AtomicU64,
 }
 
 type Flight = Arc<OnceCell<Option<Arc<Entry>>>>;
@@ -184,12 +178,33 @@ impl Cache {
         compute().await
     }
 
-    pub fn entries(&self) -> usize {
-        self.memory().len()
+    /// Every figure, for the stats endpoint and `/metrics`.
+    pub fn snapshot(&self) -> Snapshot {
+        let (entries, bytes, evictions) = {
+            let m = self.memory();
+            (m.len(), m.bytes(), m.evictions)
+        };
+        self.stats.snapshot(entries, bytes, evictions)
     }
 
-    pub fn bytes(&self) -> usize {
-        self.memory().bytes()
+    /// An entry for the same query and scope at the last data versions
+    /// heard, however old: served, marked stale, when the database cannot
+    /// answer.
+    pub fn stale(&self, plan: &QueryPlan, principal: &Principal) -> Option<Arc<Entry>> {
+        if !plan.change_tracked() {
+            return None;
+        }
+        let tables: Vec<String> = plan
+            .tables()
+            .iter()
+            .map(|(s, t)| format!("{s}.{t}"))
+            .collect();
+        let versions = self
+            .versions
+            .last_known(tables.iter().map(String::as_str))?;
+        let entry = self.memory().get(&key::key(plan, &versions, principal))?;
+        self.stats.stale_serves.fetch_add(1, Relaxed);
+        Some(entry)
     }
 
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {

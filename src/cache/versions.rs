@@ -23,6 +23,8 @@ pub struct Versions {
 struct Inner {
     /// `None` until listening has started: nothing may be cached then.
     base: Option<String>,
+    /// The base before listening stopped, for stale answers only.
+    last_base: Option<String>,
     tables: HashMap<String, String>,
 }
 
@@ -32,6 +34,7 @@ impl Versions {
     pub fn reset(&self, last_value: i64) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         inner.base = Some(format!("base:{last_value}"));
+        inner.last_base = inner.base.clone();
         inner.tables.clear();
     }
 
@@ -48,6 +51,16 @@ impl Versions {
         Some(table.to_owned())
     }
 
+    /// The versions last heard for `tables`, even while not listening: for
+    /// finding an entry to serve stale, never a fresh one.
+    pub fn last_known<'a>(
+        &self,
+        tables: impl IntoIterator<Item = &'a str>,
+    ) -> Option<Vec<(String, String)>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.versions(inner.last_base.as_ref()?, tables)
+    }
+
     /// The versions of `tables` (`schema.table`), or `None` when changes
     /// are not being heard.
     pub fn of<'a>(
@@ -55,11 +68,21 @@ impl Versions {
         tables: impl IntoIterator<Item = &'a str>,
     ) -> Option<Vec<(String, String)>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        let base = inner.base.as_ref()?;
+        inner.versions(inner.base.as_ref()?, tables)
+    }
+}
+
+impl Inner {
+    fn versions<'a>(
+        &self,
+        base: &str,
+        tables: impl IntoIterator<Item = &'a str>,
+    ) -> Option<Vec<(String, String)>> {
+        let version = |t: &str| self.tables.get(t).map_or(base, String::as_str).to_owned();
         Some(
             tables
                 .into_iter()
-                .map(|t| (t.to_owned(), inner.tables.get(t).unwrap_or(base).clone()))
+                .map(|t| (t.to_owned(), version(t)))
                 .collect(),
         )
     }

@@ -60,6 +60,8 @@ impl utoipa::Modify for BearerAuth {
 fn api_router() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(widget_data::query_widget_data))
+        .routes(routes!(widget_data::get_widget_data_stats))
+        .routes(routes!(widget_data::get_metrics))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .split_for_parts()

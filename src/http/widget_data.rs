@@ -2,6 +2,8 @@
 
 use super::Caller;
 use crate::app::App;
+use crate::auth::Role;
+use crate::cache::Snapshot;
 use crate::error::{ApiError, ErrorBody};
 use crate::pipeline::{self, Answer, Source};
 use crate::plan::{DataSource, Filter};
@@ -66,7 +68,7 @@ impl WidgetDataResponse<'_> {
             cached: a.cached(),
             cached_at: a.cached_at(),
             expires_at: a.expires_at(),
-            stale: false,
+            stale: a.stale(),
         }
     }
 }
@@ -84,7 +86,7 @@ impl WidgetDataResponse<'_> {
     responses(
         (status = 200, description = "The widget's rows", body = WidgetDataResponse,
             headers(
-                ("x-cache" = String, description = "hit, miss or coalesced"),
+                ("x-cache" = String, description = "hit, miss, coalesced or stale"),
                 ("cache-control" = String, description = "private, max-age=<seconds until expires_at>"),
             )),
         (status = 400, description = "The body or its data source is invalid; `details.field` names what", body = ErrorBody),
@@ -92,7 +94,7 @@ impl WidgetDataResponse<'_> {
         (status = 403, description = "The token's role, or the role's privileges, forbid it", body = ErrorBody),
         (status = 404, description = "Widget not found or not visible", body = ErrorBody),
         (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 503, description = "Database unavailable and nothing cached", body = ErrorBody),
         (status = 504, description = "Query timed out", body = ErrorBody),
     )
 )]
@@ -117,7 +119,9 @@ pub async fn query_widget_data(
         runtime_filters: request.filters,
         force_refresh: request.force_refresh,
     };
+    let started = std::time::Instant::now();
     let answer = pipeline::run(&app, &principal, &query).await?;
+    app.cache.stats.record(answer.cached(), started.elapsed());
     let max_age = (answer.expires_at() - Utc::now()).num_seconds().max(0);
     let headers = [
         (
@@ -159,4 +163,48 @@ async fn parse_body<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidBody {
         message: format!("invalid request body: {e}"),
     })
+}
+
+/// Cache statistics (service_role only).
+#[utoipa::path(
+    get,
+    path = "/functions/v1/widget-data/stats",
+    tag = "widget-data",
+    operation_id = "get_widget_data_stats",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every cache figure", body = Snapshot),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not service_role", body = ErrorBody),
+    )
+)]
+pub async fn get_widget_data_stats(
+    State(app): State<Arc<App>>,
+    Caller(principal): Caller,
+) -> Result<Json<Snapshot>, ApiError> {
+    if principal.role != Role::ServiceRole {
+        return Err(ApiError::Forbidden {
+            message: "cache statistics are for service_role only",
+        });
+    }
+    Ok(Json(app.cache.snapshot()))
+}
+
+/// The cache's figures in the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "get_metrics",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"))
+)]
+pub async fn get_metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        app.cache.snapshot().prometheus(),
+    )
+        .into_response()
 }

@@ -14,6 +14,9 @@ pub const MAX_DEPTH: usize = 4;
 pub const MAX_FILTERS: usize = 100;
 /// Values in one `in` / `not_in` list.
 pub const MAX_LIST: usize = 1000;
+/// Values in one query, all filters together: PostgreSQL takes at most
+/// 65,535 bind parameters in a statement.
+pub const MAX_VALUES: usize = 10_000;
 
 /// A condition on the rows of the plan's table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -104,11 +107,16 @@ impl Op {
 pub struct FilterPlanner<'a> {
     table: &'a Table,
     leaves: usize,
+    values: usize,
 }
 
 impl<'a> FilterPlanner<'a> {
     pub fn new(table: &'a Table) -> Self {
-        Self { table, leaves: 0 }
+        Self {
+            table,
+            leaves: 0,
+            values: 0,
+        }
     }
 
     /// One filter: `{column, op, value}` or `{"or": [..]}` / `{"and": [..]}`.
@@ -282,6 +290,13 @@ impl<'a> FilterPlanner<'a> {
                 let Value::Text(pattern) = typed(column, need()?, &vfield)? else {
                     return Err(value_error("a like pattern is a string".into()));
                 };
+                // PostgreSQL refuses a pattern ending in its escape character.
+                let trailing = pattern.chars().rev().take_while(|c| *c == '\\').count();
+                if trailing % 2 == 1 {
+                    return Err(value_error(
+                        "a like pattern cannot end with a single backslash (write \\\\ for a literal one)".into(),
+                    ));
+                }
                 if op == Op::Like {
                     Test::Like(pattern)
                 } else {
@@ -309,6 +324,18 @@ impl<'a> FilterPlanner<'a> {
                 }
             }
         };
+        self.values += match &test {
+            Test::Cmp(..) | Test::Like(_) | Test::ILike(_) => 1,
+            Test::Between(..) => 2,
+            Test::In(v) | Test::NotIn(v) => v.len(),
+            Test::IsNull | Test::NotNull => 0,
+        };
+        if self.values > MAX_VALUES {
+            return Err(PlanError::new(
+                vfield,
+                PlanErrorKind::TooManyValues { max: MAX_VALUES },
+            ));
+        }
         Ok(Cond::Test {
             column: column.name.clone(),
             test,

@@ -64,7 +64,7 @@ fn sql_of(json: Json) -> String {
 }
 
 const WRAP_START: &str =
-    r#"SELECT coalesce(array_to_json(array_agg(t)), '[]'::json) FROM (SELECT "#;
+    r#"SELECT coalesce(array_to_json(array_agg(t.*)), '[]'::json) FROM (SELECT "#;
 
 /// The inner select of the rendered SQL, for compact expectations.
 fn inner(json: Json) -> String {
@@ -616,6 +616,29 @@ fn each_mistake_is_refused_with_its_code_and_field() {
         assert_eq!((err.code(), err.field()), (code, field), "{json}: {err}");
         assert!(!err.reason().is_empty());
     }
+    let err = try_plan(f(
+        json!({"column": "hostname", "op": "like", "value": "web\\"}),
+    ))
+    .unwrap_err();
+    assert_eq!(
+        (err.code(), err.field()),
+        ("invalid_value", "config.filters[0].value")
+    );
+    assert!(
+        try_plan(f(
+            json!({"column": "hostname", "op": "like", "value": "web\\\\"})
+        ))
+        .is_ok()
+    );
+    // PostgreSQL takes at most 65,535 parameters: 11 lists of 1000 is refused.
+    let lists: Vec<Json> = (0..11)
+        .map(|_| json!({"column": "id", "op": "in", "value": (0..1000).collect::<Vec<i64>>()}))
+        .collect();
+    let err = try_plan(json!({"table": "servers", "filters": lists})).unwrap_err();
+    assert_eq!(
+        (err.code(), err.field()),
+        ("too_many_values", "config.filters[10].value")
+    );
     let long: Vec<i64> = (0..1001).collect();
     let err = try_plan(f(json!({"column": "id", "op": "in", "value": long}))).unwrap_err();
     assert_eq!(err.code(), "too_many_values");

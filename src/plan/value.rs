@@ -3,7 +3,7 @@
 
 use super::error::{PlanError, PlanErrorKind};
 use crate::schema::{Column, ColumnKind};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use serde::Serialize;
 use serde_json::Value as Json;
 use uuid::Uuid;
@@ -108,13 +108,21 @@ pub fn typed(column: &Column, value: &Json, field: &str) -> Result<Value, PlanEr
     Ok(typed)
 }
 
+/// Years PostgreSQL and chrono both hold (and people mean).
+fn plausible(date: NaiveDate) -> bool {
+    (1..=9999).contains(&date.year())
+}
+
 fn parse_date(s: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .filter(|d| plausible(*d))
 }
 
 fn parse_timestamptz(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
+        let t = t.with_timezone(&Utc);
+        return plausible(t.date_naive()).then_some(t);
     }
     parse_date(s).map(|d| d.and_time(NaiveTime::MIN).and_utc())
 }
@@ -127,7 +135,7 @@ fn parse_timestamp(s: &str) -> Option<NaiveDateTime> {
         "%Y-%m-%d %H:%M",
     ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
-            return Some(t);
+            return plausible(t.date()).then_some(t);
         }
     }
     parse_date(s).map(|d| d.and_time(NaiveTime::MIN))
@@ -221,6 +229,12 @@ mod tests {
             (ColumnKind::Uuid, "uuid", json!("not-a-uuid")),
             (ColumnKind::Timestamptz, "timestamptz", json!("yesterday")),
             (ColumnKind::Date, "date", json!("2026-13-01")),
+            (ColumnKind::Date, "date", json!("+262142-01-01")),
+            (
+                ColumnKind::Timestamptz,
+                "timestamptz",
+                json!("0000-01-01T00:00:00Z"),
+            ),
             (ColumnKind::Json, "jsonb", json!({"a": 1})),
         ];
         for (kind, pg_type, json) in cases {

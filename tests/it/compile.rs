@@ -484,3 +484,25 @@ async fn a_limit_above_max_rows_is_capped() {
         .await;
     assert_eq!(rows.as_array().unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn a_column_named_like_the_row_alias_still_gives_row_objects() {
+    let t = test_app().await;
+    t.exec(
+        "CREATE TABLE public.tee (t text, n int); INSERT INTO public.tee VALUES ('a', 1), ('b', 2), ('b', 3);
+         GRANT SELECT ON public.tee TO anon;",
+    )
+    .await;
+    let rows = t
+        .data(&anon(), json!({"table": "tee", "groupBy": "t", "aggregations": [{"fn": "sum", "column": "n", "as": "t2"}]}))
+        .await;
+    assert_eq!(rows, json!([{"t": "a", "t2": 1}, {"t": "b", "t2": 5}]));
+    // Escaped wildcards reach PostgreSQL's LIKE intact.
+    let rows = t
+        .data(
+            &anon(),
+            json!({"table": "tee", "filters": [{"column": "t", "op": "like", "value": "\\%%"}]}),
+        )
+        .await;
+    assert_eq!(rows, json!([{"value": 0}]));
+}

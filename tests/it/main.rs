@@ -11,4 +11,5 @@ mod health;
 mod injection;
 mod openapi;
 mod rls;
+mod stale;
 mod widgets;

@@ -1,0 +1,175 @@
+//! Stale-if-error and the cache's statistics, on a cluster of the test's
+//! own that it stops and starts again.
+
+use crate::harness::*;
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use widget_data::app::App;
+use widget_data::db;
+use widget_data::embedded::EmbeddedPostgres;
+
+#[tokio::test]
+async fn an_expired_entry_is_served_stale_while_the_database_is_down_and_fresh_after() {
+    let dir = std::env::temp_dir().join(format!("widget-data-stale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+    let url = pg.url("postgres");
+    let pool = db::connect(&url, 4).await.unwrap();
+    db::migrate(&pool).await.unwrap();
+    db::seed(&pool).await.unwrap();
+    let app = App::new(
+        config(
+            &url,
+            &[
+                ("CACHE_DEFAULT_TTL_SECS", "1"),
+                ("QUERY_TIMEOUT_MS", "1000"),
+            ],
+        ),
+        pool.clone(),
+    )
+    .await
+    .unwrap();
+    app.spawn_listener();
+    let t = TestApp {
+        router: widget_data::http::router(Arc::clone(&app)),
+        app,
+        pool,
+    };
+    while t.app.cache.versions.of(["public.servers"]).is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let token = anon();
+    let by_status = json!({"table": "servers", "groupBy": "status"});
+    let fresh = t.query(&token, by_status.clone()).await;
+    assert_eq!(fresh.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the entry expires
+
+    pg.stop().await.unwrap();
+    let stale = t.query(&token, by_status.clone()).await;
+    assert_eq!(stale.status, StatusCode::OK, "{}", stale.body);
+    assert_eq!(stale.body["stale"], true);
+    assert_eq!(stale.body["cached"], true);
+    assert_eq!(stale.headers["x-cache"], "stale");
+    assert_eq!(stale.body["data"], fresh.body["data"]);
+    assert_eq!(stale.body["cached_at"], fresh.body["cached_at"]);
+    // Nothing cached for this one: 503, with its own code and no internals.
+    let none = t
+        .query(&token, json!({"table": "servers", "groupBy": "region"}))
+        .await;
+    assert_eq!(
+        none.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        none.body
+    );
+    assert_eq!(none.body["code"], "database_unavailable");
+
+    // Back up: fresh answers again, without restarting the service.
+    let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = t.query(&token, by_status.clone()).await;
+        if reply.status == StatusCode::OK && reply.body["stale"] == false {
+            assert_eq!(reply.body["data"], fresh.body["data"]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never fresh again: {}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stats = t
+        .request(
+            Method::GET,
+            "/functions/v1/widget-data/stats",
+            Some(&service()),
+            None,
+        )
+        .await;
+    assert_eq!(stats.body["stale_serves"], 1, "{}", stats.body);
+    t.pool.close().await;
+    pg.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn stats_count_hits_misses_and_changes_for_service_role_only() {
+    let t = test_app().await;
+    t.app.spawn_listener();
+    while t.app.cache.versions.of(["public.servers"]).is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let token = anon();
+    for _ in 0..3 {
+        t.query(&token, json!({"table": "servers"})).await;
+    }
+    sqlx::query("DELETE FROM servers WHERE id = 1")
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = t
+            .request(
+                Method::GET,
+                "/functions/v1/widget-data/stats",
+                Some(&service()),
+                None,
+            )
+            .await;
+        assert_eq!(s.status, StatusCode::OK);
+        if s.body["invalidations"] == 1 {
+            assert_eq!(
+                (s.body["hits"].clone(), s.body["misses"].clone()),
+                (json!(2), json!(1)),
+                "{}",
+                s.body
+            );
+            assert!((s.body["hit_rate"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9);
+            assert_eq!(s.body["executions"], 1);
+            assert_eq!(s.body["entries"], 1);
+            assert!(s.body["bytes"].as_u64().unwrap() > 0);
+            assert!(s.body["last_invalidation_at"].is_string(), "{}", s.body);
+            assert_eq!(s.body["cached_latency"]["samples"], 2);
+            assert_eq!(s.body["uncached_latency"]["samples"], 1);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the delete was never heard: {}",
+            s.body
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for token in [anon(), user(DEMO_USER)] {
+        let s = t
+            .request(
+                Method::GET,
+                "/functions/v1/widget-data/stats",
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (s.status, s.body["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("forbidden"))
+        );
+    }
+    let metrics = t.request(Method::GET, "/metrics", None, None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.body.as_str().unwrap();
+    for line in [
+        "widget_data_cache_hits_total 2",
+        "widget_data_cache_misses_total 1",
+        "widget_data_cache_invalidations_total 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from\n{text}"
+        );
+    }
+}

@@ -38,6 +38,7 @@ impl App {
             cache: Cache::new(
                 usize::try_from(config.cache_memory_mb.saturating_mul(1 << 20))
                     .unwrap_or(usize::MAX),
+                pool.clone(),
             ),
             config,
             pool,
@@ -81,10 +82,30 @@ impl App {
         })
     }
 
+    /// Deletes expired rows of the cache table every minute.
+    pub fn spawn_purge(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                match cache::purge(&app.pool).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(rows = n, "expired cache rows purged"),
+                    Err(e) => tracing::warn!(error = %e, "cache purge failed"),
+                }
+            }
+        })
+    }
+
     async fn listen_once(&self) -> Result<(), sqlx::Error> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener
-            .listen_all([schema::RELOAD_CHANNEL, cache::CHANGES_CHANNEL])
+            .listen_all([
+                schema::RELOAD_CHANNEL,
+                cache::CHANGES_CHANNEL,
+                cache::ENTRIES_CHANNEL,
+            ])
             .await?;
         // Anything may have changed while we were not listening.
         self.reload_schema().await?;
@@ -96,7 +117,9 @@ impl App {
             let Some(n) = listener.try_recv().await? else {
                 return Ok(()); // connection lost: reconnect and renew
             };
-            if n.channel() == cache::CHANGES_CHANNEL {
+            if n.channel() == cache::ENTRIES_CHANNEL {
+                self.cache.entry_announced(n.payload());
+            } else if n.channel() == cache::CHANGES_CHANNEL {
                 if self.cache.versions.apply(n.payload()).is_some() {
                     self.cache.stats.invalidated();
                 }

@@ -56,6 +56,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("loading the schema cache")?;
     let listener_task = app.spawn_listener();
+    let purge_task = app.spawn_purge();
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("listening on {}", config.listen_addr))?;
@@ -69,6 +70,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     tracing::info!("in-flight requests finished; shutting down");
     listener_task.abort();
+    purge_task.abort();
     pool.close().await;
     if let Some(pg) = embedded {
         pg.stop().await?;

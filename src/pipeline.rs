@@ -64,10 +64,11 @@ impl Answer {
 
 pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answer, ApiError> {
     let schema = app.schema();
-    let (plan, ttl_secs) = match &query.source {
+    let (plan, ttl_secs, widget) = match &query.source {
         Source::Config(source) => (
             plan::plan(source, &query.runtime_filters, &schema, &app.limits)?,
             app.config.cache_default_ttl_secs,
+            None,
         ),
         Source::Widget(id) => {
             let widget = widgets::load(app, principal, *id).await?;
@@ -84,6 +85,7 @@ pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answ
             (
                 plan,
                 widget.ttl_secs.unwrap_or(app.config.cache_default_ttl_secs),
+                Some(*id),
             )
         }
     };
@@ -116,7 +118,11 @@ pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answ
         })
     };
     let result = match &key {
-        Some(key) => app.cache.fill(key, query.force_refresh, compute).await,
+        Some(key) => {
+            app.cache
+                .fill(key, widget, query.force_refresh, compute)
+                .await
+        }
         // Not cacheable: computed for this request alone.
         None => compute().await.map(|e| (Arc::new(e), Outcome::Miss)),
     };

@@ -13,10 +13,12 @@
 mod key;
 mod memory;
 mod stats;
+mod table;
 mod versions;
 
 pub use key::{Key, per_user};
 pub use stats::{Latency, Snapshot, Stats};
+pub use table::{ENTRIES_CHANNEL, purge};
 pub use versions::{CHANNEL as CHANGES_CHANNEL, Versions};
 
 use crate::auth::Principal;
@@ -24,11 +26,13 @@ use crate::plan::QueryPlan;
 use chrono::{DateTime, Utc};
 use memory::Memory;
 use serde_json::value::RawValue;
+use sqlx::PgPool;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
+use uuid::Uuid;
 
 /// One computed answer.
 #[derive(Debug)]
@@ -68,16 +72,49 @@ pub struct Cache {
     pub stats: Stats,
     memory: Mutex<Memory>,
     in_flight: Mutex<HashMap<Key, Flight>>,
+    /// The durable level's database.
+    pool: PgPool,
+    /// Tells this instance's entry announcements from other instances'.
+    instance: Uuid,
 }
 
 impl Cache {
-    pub fn new(memory_bytes: usize) -> Self {
+    pub fn new(memory_bytes: usize, pool: PgPool) -> Self {
         Self {
             versions: Versions::default(),
             stats: Stats::default(),
             memory: Mutex::new(Memory::new(memory_bytes)),
             in_flight: Mutex::new(HashMap::new()),
+            pool,
+            instance: Uuid::new_v4(),
         }
+    }
+
+    /// Another instance stored an entry (`<instance>:<key>`): drop our
+    /// memory copy, so the next request reads theirs from the table.
+    pub fn entry_announced(&self, payload: &str) {
+        let Some((instance, key)) = payload.split_once(':') else {
+            return;
+        };
+        if instance != self.instance.to_string()
+            && let Some(key) = Key::parse(key)
+        {
+            self.memory().remove(&key);
+        }
+    }
+
+    /// Keeps `entry` in memory now and in the table in the background: a
+    /// miss does not wait for the durable write, and a failed write only
+    /// costs other instances a miss.
+    fn keep(&self, key: &Key, widget: Option<Uuid>, entry: &Arc<Entry>) {
+        self.memory().insert(key.clone(), Arc::clone(entry));
+        let (pool, key, entry) = (self.pool.clone(), key.clone(), Arc::clone(entry));
+        let announce = format!("{}:{key}", self.instance);
+        tokio::spawn(async move {
+            if let Err(e) = table::store(&pool, &key, &announce, widget, &entry).await {
+                tracing::warn!(error = %e, "could not store a cache entry in the table");
+            }
+        });
     }
 
     /// The key for `plan` as asked by `principal`, or `None` when its
@@ -108,6 +145,7 @@ impl Cache {
     pub async fn fill<E, Fut>(
         &self,
         key: &Key,
+        widget: Option<Uuid>,
         replace: bool,
         compute: impl FnOnce() -> Fut,
     ) -> Result<(Arc<Entry>, Outcome), E>
@@ -116,7 +154,7 @@ impl Cache {
     {
         if replace {
             let entry = Arc::new(self.run(compute).await?);
-            self.memory().insert(key.clone(), Arc::clone(&entry));
+            self.keep(key, widget, &entry);
             return Ok((entry, Outcome::Miss));
         }
         let flight = Arc::clone(self.flights().entry(key.clone()).or_default());
@@ -134,11 +172,24 @@ impl Cache {
                     reused = true;
                     return Some(entry);
                 }
+                // Another instance may have computed it.
+                match table::load(&self.pool, key).await {
+                    Ok(Some(entry)) => {
+                        let entry = Arc::new(entry);
+                        self.memory().insert(key.clone(), Arc::clone(&entry));
+                        self.stats.hits.fetch_add(1, Relaxed);
+                        reused = true;
+                        return Some(entry);
+                    }
+                    Ok(None) => {}
+                    // A cache failure never fails a request.
+                    Err(e) => tracing::warn!(error = %e, "cache table unreadable; computing"),
+                }
                 let compute = compute.take()?;
                 match self.run(compute).await {
                     Ok(entry) => {
                         let entry = Arc::new(entry);
-                        self.memory().insert(key.clone(), Arc::clone(&entry));
+                        self.keep(key, widget, &entry);
                         Some(entry)
                     }
                     Err(e) => {

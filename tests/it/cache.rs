@@ -165,7 +165,7 @@ async fn a_write_during_a_slow_fill_never_leaves_the_old_result_current() {
     let (entry, _) = t
         .app
         .cache
-        .fill(&key, false, || async move {
+        .fill(&key, None, false, || async move {
             let old: i64 = sqlx::query_scalar("SELECT count(*) FROM servers").fetch_one(&pool).await.unwrap();
             sqlx::query("INSERT INTO servers (hostname, status, region) VALUES ('late', 'Ready', 'eu-west-1')")
                 .execute(&pool)

@@ -9,6 +9,7 @@ mod compile;
 mod e2e;
 mod health;
 mod injection;
+mod instances;
 mod openapi;
 mod rls;
 mod stale;

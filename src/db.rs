@@ -23,6 +23,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .await
 }
 
+/// Applies `migrations/` (embedded at build time); a no-op when current.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
@@ -40,14 +41,21 @@ pub async fn seed(pool: &PgPool) -> Result<bool, sqlx::Error> {
     Ok(true)
 }
 
-/// The database answers and the newest migration is applied.
+/// The database answers and the newest embedded migration is applied
+/// (false, not an error, on a database that was never migrated).
 pub async fn is_ready(pool: &PgPool) -> Result<bool, sqlx::Error> {
     let newest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let migrated: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !migrated {
+        return Ok(false);
+    }
     let applied: Option<i64> =
         sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
             .fetch_one(pool)
             .await?;
-    Ok(applied.unwrap_or(0) >= newest)
+    Ok(applied.is_some_and(|v| v >= newest))
 }
 
 #[cfg(test)]
@@ -59,6 +67,7 @@ mod tests {
     #[tokio::test]
     async fn migrations_apply_to_several_databases_of_one_cluster_and_seed_once() {
         let dir = std::env::temp_dir().join(format!("widget-data-db-{}", std::process::id()));
+        // Also proves the URL form: sqlx connects over the unix socket.
         let _ = std::fs::remove_dir_all(&dir);
         let pg = EmbeddedPostgres::start(&dir).await.unwrap();
         let mut admin = PgConnection::connect(&pg.url("postgres")).await.unwrap();
@@ -68,6 +77,7 @@ mod tests {
                 .await
                 .unwrap();
             let pool = connect(&pg.url(db), 2).await.unwrap();
+            assert!(!is_ready(&pool).await.unwrap(), "not migrated yet");
             migrate(&pool).await.unwrap();
             migrate(&pool).await.unwrap();
             assert!(is_ready(&pool).await.unwrap());
@@ -109,7 +119,85 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(uid, None);
+        for claims in ["", "{}", r#"{"sub":null}"#, r#"{"role":"anon"}"#] {
+            let uid: Option<String> = sqlx::query_scalar(
+                "SELECT auth.uid()::text FROM (SELECT set_config('request.jwt.claims', $1, true)) s",
+            )
+            .bind(claims)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+            assert_eq!(uid, None, "claims {claims:?}");
+        }
         tx.rollback().await.unwrap();
+        // Never set in this session at all.
+        let uid: Option<String> = sqlx::query_scalar("SELECT auth.uid()::text")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(uid, None);
+
+        // Grants and row-level security, as the service uses them.
+        let other = r#"{"sub":"9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a","role":"authenticated"}"#;
+        let demo = format!(r#"{{"sub":"{DEMO_USER_ID}","role":"authenticated"}}"#);
+        let count = |role: &'static str, claims: String, table: &'static str| {
+            let pool = pool.clone();
+            async move {
+                let mut tx = pool.begin().await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE {role}")))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("SELECT set_config('request.jwt.claims', $1, true)")
+                    .bind(claims)
+                    .execute(&mut *tx)
+                    .await?;
+                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT count(*) FROM {table}"
+                )))
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.rollback().await?;
+                Ok::<i64, sqlx::Error>(n)
+            }
+        };
+        assert_eq!(
+            count("authenticated", demo.clone(), "app.dashboard_widgets")
+                .await
+                .unwrap(),
+            4
+        );
+        assert_eq!(
+            count("authenticated", other.into(), "app.dashboard_widgets")
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            count("authenticated", demo.clone(), "app.dashboards")
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            count("service_role", "{}".into(), "app.dashboards")
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            count("anon", "{}".into(), "public.servers").await.unwrap(),
+            5000
+        );
+        assert!(
+            count("anon", "{}".into(), "app.dashboards").await.is_err(),
+            "anon: no grant"
+        );
+        assert!(
+            count("authenticated", demo, "app.widget_data_cache")
+                .await
+                .is_err(),
+            "the cache is the service's own"
+        );
         pool.close().await;
         admin.close().await.unwrap();
         pg.stop().await.unwrap();

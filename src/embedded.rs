@@ -12,11 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sqlx::{Connection, PgConnection};
+
 const SUPERUSER: &str = "postgres";
 const OS_USER: &str = "postgres";
-/// Unix socket paths are limited to 107 bytes; `.s.PGSQL.5432` adds 14.
-const MAX_SOCKET_DIR: usize = 90;
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Unix socket paths are limited to 107 bytes; `/.s.PGSQL.5432` adds 14 and
+/// the lock file beside it 5 more: keep the whole path under 100.
+const MAX_SOCKET_DIR: usize = 80;
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
@@ -108,24 +111,28 @@ fn running_as_root() -> bool {
 pub struct EmbeddedPostgres {
     data_dir: PathBuf,
     socket_dir: PathBuf,
+    log: PathBuf,
     watchdog: Option<Child>,
     stdin: Option<ChildStdin>,
 }
 
 impl EmbeddedPostgres {
-    /// Creates the cluster under `dir` on first use, or reuses it; starts
-    /// it and waits until it accepts connections.
+    /// Creates the cluster under `dir` on first use (initdb), or reuses it;
+    /// starts it and waits until it accepts connections.
     pub async fn start(dir: &Path) -> Result<Self, EmbeddedError> {
-        let dir = dir.to_path_buf();
-        tokio::task::spawn_blocking(move || Self::start_blocking(&dir))
+        let dir = std::path::absolute(dir).map_err(io(format!("resolving {}", dir.display())))?;
+        let mut pg = tokio::task::spawn_blocking(move || Self::launch(&dir))
             .await
             .map_err(|e| EmbeddedError::Start {
-                reason: e.to_string(),
+                reason: format!("the start task failed: {e}"),
                 log: String::new(),
-            })?
+            })??;
+        pg.wait_until_ready().await?;
+        Ok(pg)
     }
 
-    fn start_blocking(dir: &Path) -> Result<Self, EmbeddedError> {
+    /// initdb when needed, then the server under its watchdog.
+    fn launch(dir: &Path) -> Result<Self, EmbeddedError> {
         let bindir = find_bindir()?;
         let root = running_as_root();
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
@@ -148,17 +155,29 @@ impl EmbeddedPostgres {
             run(initdb, "initdb")?;
         }
         let socket_dir = socket_dir_for(&data_dir, root)?;
+        // After a crash (of the machine, or a SIGKILL of the watchdog) the
+        // lock files stay; PostgreSQL copes unless their pid now belongs to
+        // another live process.
+        clear_stale_lock(&data_dir.join("postmaster.pid"));
+        clear_stale_lock(&socket_dir.join(".s.PGSQL.5432.lock"));
         let log = data_dir.join("server.log");
-        // The watchdog: the server runs in the background of a shell that
-        // waits on its stdin; when the pipe closes (we stopped, or died),
-        // the server gets a fast shutdown.
+        // The watchdog: the server runs in the background of a shell; a
+        // reader waits on our pipe (fd 3) and, when it closes (we stopped,
+        // or died without cleanup), asks the server for a fast shutdown.
+        // The shell exits with the server, so an early exit is seen at once.
         let script = r#"
 "$0" -D "$1" -c listen_addresses= -c unix_socket_directories="$2" -c unix_socket_permissions=0777 >>"$3" 2>&1 &
 pid=$!
-trap 'kill -INT $pid; wait $pid; exit 0' TERM INT
-read _
-kill -INT $pid 2>/dev/null
+exec 3<&0
+(read _ <&3; kill -INT $pid 2>/dev/null) &
+reader=$!
+exec 3<&- 0</dev/null
+trap 'kill -INT $pid 2>/dev/null' TERM INT
 wait $pid
+status=$?
+while kill -0 $pid 2>/dev/null; do wait $pid; status=$?; done
+kill $reader 2>/dev/null
+exit $status
 "#;
         let mut cmd = as_cluster_user(root, Path::new("sh"));
         cmd.arg("-c")
@@ -175,47 +194,54 @@ wait $pid
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut watchdog = cmd.spawn().map_err(io("starting the PostgreSQL server"))?;
         let stdin = watchdog.stdin.take();
-        let mut pg = Self {
+        Ok(Self {
             data_dir,
             socket_dir,
+            log,
             watchdog: Some(watchdog),
             stdin,
-        };
-        pg.wait_until_ready(&bindir, &log)?;
-        Ok(pg)
+        })
     }
 
-    fn wait_until_ready(&mut self, bindir: &Path, log: &Path) -> Result<(), EmbeddedError> {
+    /// Polls with real connections (no client binaries needed), failing
+    /// early when the server exits.
+    async fn wait_until_ready(&mut self) -> Result<(), EmbeddedError> {
         let deadline = Instant::now() + START_TIMEOUT;
-        let failed = |reason: String| EmbeddedError::Start {
-            reason,
-            log: tail(log),
-        };
+        let url = self.url("postgres");
         loop {
-            let ready = Command::new(bindir.join("pg_isready"))
-                .arg("-q")
-                .arg("-h")
-                .arg(&self.socket_dir)
-                .args(["-U", SUPERUSER, "-d", "postgres"])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if ready {
-                return Ok(());
-            }
+            let attempt =
+                tokio::time::timeout(Duration::from_secs(2), PgConnection::connect(&url)).await;
+            let last_error = match attempt {
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    return Ok(());
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "connecting timed out".to_owned(),
+            };
             if let Some(child) = self.watchdog.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                return Err(failed(format!("the server exited ({status})")));
+                return Err(self.start_failed(format!("the server exited ({status})")));
             }
             if Instant::now() > deadline {
-                return Err(failed(format!("not ready after {START_TIMEOUT:?}")));
+                return Err(self.start_failed(format!(
+                    "not accepting connections after {START_TIMEOUT:?} (last error: {last_error})"
+                )));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// A sqlx connection URL for `database`, as the cluster's superuser.
+    fn start_failed(&self, reason: String) -> EmbeddedError {
+        EmbeddedError::Start {
+            reason,
+            log: tail(&self.log),
+        }
+    }
+
+    /// A sqlx connection URL for `database`, as the cluster's superuser
+    /// `postgres` (no password; trust on the unix socket).
     pub fn url(&self, database: &str) -> String {
         format!(
             "postgres://{SUPERUSER}@localhost/{database}?host={}",
@@ -233,7 +259,8 @@ wait $pid
         &self.socket_dir
     }
 
-    /// Fast shutdown; returns once the server has exited.
+    /// Fast shutdown; returns once the server has exited (its
+    /// `postmaster.pid` is gone).
     pub async fn stop(mut self) -> Result<(), EmbeddedError> {
         let child = self.watchdog.take();
         let stdin = self.stdin.take();
@@ -243,17 +270,27 @@ wait $pid
             if let Some(mut child) = child {
                 child.wait().map_err(io("waiting for PostgreSQL to stop"))?;
             }
-            // The shell waits for the server; the pid file goes last.
+            // The shell waits for the server, which removes its pid file
+            // last; this only guards against a watchdog killed by others.
             let deadline = Instant::now() + Duration::from_secs(30);
-            while pid_file.exists() && Instant::now() < deadline {
+            while pid_file.exists() {
+                if Instant::now() > deadline {
+                    return Err(EmbeddedError::Io {
+                        what: "waiting for PostgreSQL to stop".into(),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("{} still exists after 30s", pid_file.display()),
+                        ),
+                    });
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
             Ok(())
         })
         .await
-        .map_err(|e| EmbeddedError::Start {
-            reason: e.to_string(),
-            log: String::new(),
+        .map_err(|e| EmbeddedError::Io {
+            what: "waiting for PostgreSQL to stop".into(),
+            source: std::io::Error::other(e.to_string()),
         })?
     }
 }
@@ -270,10 +307,36 @@ impl Drop for EmbeddedPostgres {
     }
 }
 
+/// Removes a PostgreSQL lock file whose pid is no live `postgres` process
+/// (a reused pid would otherwise make the server refuse to start). A live
+/// server's lock is left alone; the server then explains in its log.
+fn clear_stale_lock(lock: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return; // no way to tell; leave it to PostgreSQL
+    }
+    let Ok(text) = std::fs::read_to_string(lock) else {
+        return;
+    };
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i64>().ok())
+    else {
+        return;
+    };
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", pid.unsigned_abs()));
+    if comm.is_ok_and(|c| c.trim() == "postgres") {
+        return;
+    }
+    let _ = std::fs::remove_file(lock);
+}
+
 fn as_cluster_user(root: bool, program: &Path) -> Command {
     if root {
         let mut cmd = Command::new("runuser");
         cmd.args(["-u", OS_USER, "--"]).arg(program);
+        // Not root's home, which the server user may not enter.
+        cmd.current_dir("/");
         cmd
     } else {
         Command::new(program)
@@ -326,7 +389,8 @@ fn socket_dir_for(data_dir: &Path, root: bool) -> Result<PathBuf, EmbeddedError>
         .fold(0xcbf29ce484222325u64, |h, b| {
             (h ^ *b as u64).wrapping_mul(0x100000001b3)
         });
-    let dir = std::env::temp_dir().join(format!("wd-pg-{hash:016x}"));
+    // Not temp_dir(): TMPDIR may be long itself.
+    let dir = PathBuf::from(format!("/tmp/wd-pg-{hash:016x}"));
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     if root {
         chown_to_postgres(&dir)?;
@@ -343,12 +407,23 @@ fn tail(log: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlx::{Connection, PgConnection};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fresh directory name under the temp dir, unique per test and run.
+    fn scratch(name: &str) -> PathBuf {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "widget-data-{name}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
 
     #[test]
     fn the_newest_versioned_install_is_chosen_and_none_is_one_clear_error() {
-        let root = std::env::temp_dir().join(format!("widget-data-bindir-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = scratch("bindir");
         assert_eq!(
             search_bindir(None, None, &root).unwrap_err().to_string(),
             "PostgreSQL binaries not found: install PostgreSQL (e.g. apt-get install postgresql) or set DATABASE_URL"
@@ -366,11 +441,21 @@ mod tests {
             search_bindir(None, None, &root).unwrap(),
             root.join("15").join("bin")
         );
-        // PATH wins over the versioned directories.
+        // PATH wins over the versioned directories, pg_config over PATH.
         let on_path = root.join("9.6").join("bin");
         assert_eq!(
             search_bindir(None, Some(on_path.clone().into_os_string()), &root).unwrap(),
             on_path
+        );
+        let from_pg_config = root.join("15").join("bin");
+        assert_eq!(
+            search_bindir(
+                Some(from_pg_config.clone()),
+                Some(on_path.into_os_string()),
+                &root
+            )
+            .unwrap(),
+            from_pg_config
         );
         let _ = std::fs::remove_dir_all(&root);
     }
@@ -379,14 +464,20 @@ mod tests {
     fn the_machines_binaries_are_found() {
         let dir = find_bindir().expect("PostgreSQL is installed on test machines");
         assert!(dir.join("initdb").is_file());
+        assert!(dir.join("postgres").is_file());
     }
 
     #[tokio::test]
     async fn a_cluster_starts_stops_and_keeps_its_data() {
-        let dir = std::env::temp_dir().join(format!("widget-data-embedded-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = scratch("embedded");
         let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+        assert!(pg.url("postgres").contains("?host=/"), "a unix socket");
         let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(one, 1);
         sqlx::raw_sql("CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)")
             .execute(&mut conn)
             .await
@@ -395,6 +486,13 @@ mod tests {
         pg.stop().await.unwrap();
         assert!(!dir.join("postmaster.pid").exists(), "stopped");
 
+        // A stale lock naming a live process that is not PostgreSQL (as
+        // after a reboot that reused the pid) does not stop a restart.
+        std::fs::write(
+            dir.join("postmaster.pid"),
+            format!("{}\n{}\n", std::process::id(), dir.display()),
+        )
+        .unwrap();
         let pg = EmbeddedPostgres::start(&dir).await.unwrap();
         let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
         let n: i32 = sqlx::query_scalar("SELECT n FROM kept")
@@ -404,6 +502,116 @@ mod tests {
         assert_eq!(n, 42);
         conn.close().await.unwrap();
         pg.stop().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_long_directory_gets_a_short_socket_path() {
+        let dir = scratch("long").join("x".repeat(60)).join("y".repeat(60));
+        let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+        assert!(pg.socket_dir().join(".s.PGSQL.5432.lock").as_os_str().len() < 100);
+        let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
+        conn.ping().await.unwrap();
+        conn.close().await.unwrap();
+        let socket_dir = pg.socket_dir().to_path_buf();
+        pg.stop().await.unwrap();
+        let _ = std::fs::remove_dir_all(scratch_root(&dir));
+        let _ = std::fs::remove_dir_all(socket_dir);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_cannot_start_fails_fast_with_its_log() {
+        let dir = scratch("broken");
+        EmbeddedPostgres::start(&dir)
+            .await
+            .unwrap()
+            .stop()
+            .await
+            .unwrap();
+        let conf = dir.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str("\nshared_buffers = 'plenty'\n");
+        std::fs::write(&conf, text).unwrap();
+        let started = Instant::now();
+        let err = EmbeddedPostgres::start(&dir).await.err().expect("fails");
+        assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("the server exited"), "{text}");
+        assert!(text.contains("shared_buffers"), "the log's tail: {text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn as_root_an_unreachable_directory_is_named() {
+        if !running_as_root() {
+            return;
+        }
+        let private = scratch("private");
+        std::fs::create_dir_all(&private).unwrap();
+        std::fs::set_permissions(
+            &private,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        let err = EmbeddedPostgres::start(&private.join("pg"))
+            .await
+            .err()
+            .expect("postgres cannot enter a root-only directory");
+        assert!(err.to_string().contains("cannot write"), "{err}");
+        let _ = std::fs::remove_dir_all(&private);
+    }
+
+    fn scratch_root(dir: &Path) -> PathBuf {
+        dir.parent().and_then(Path::parent).unwrap().to_path_buf()
+    }
+
+    /// Run by `the_server_dies_with_its_owner` in a child process: starts a
+    /// cluster, says so, and waits to be killed without running any
+    /// destructor.
+    #[tokio::test]
+    #[ignore = "helper process of the_server_dies_with_its_owner"]
+    async fn owner_process() {
+        let (Some(dir), Some(marker)) = (
+            std::env::var_os("WIDGET_DATA_OWNER_DIR"),
+            std::env::var_os("WIDGET_DATA_OWNER_MARKER"),
+        ) else {
+            return;
+        };
+        let pg = EmbeddedPostgres::start(Path::new(&dir)).await.unwrap();
+        std::mem::forget(pg);
+        std::fs::write(marker, "started").unwrap();
+        tokio::time::sleep(Duration::from_secs(300)).await;
+    }
+
+    #[test]
+    fn the_server_dies_with_its_owner() {
+        let dir = scratch("owner");
+        let marker = dir.with_extension("started");
+        let mut owner = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "embedded::tests::owner_process", "--ignored"])
+            .env("WIDGET_DATA_OWNER_DIR", &dir)
+            .env("WIDGET_DATA_OWNER_MARKER", &marker)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !marker.exists() {
+            assert!(owner.try_wait().unwrap().is_none(), "the owner failed");
+            assert!(Instant::now() < deadline, "the owner never started");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let pid_file = dir.join("postmaster.pid");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let pid = pid.lines().next().unwrap().trim().to_owned();
+        assert!(Path::new(&format!("/proc/{pid}")).exists(), "running");
+        owner.kill().unwrap(); // SIGKILL: no destructor, no cleanup
+        owner.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while pid_file.exists() || Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(Instant::now() < deadline, "the server outlived its owner");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_file(&marker);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -256,3 +256,34 @@ async fn views_are_never_cached() {
         "a view's base tables are not tracked"
     );
 }
+
+#[tokio::test]
+async fn a_table_created_while_running_is_tracked_and_cached() {
+    let t = listening_app().await;
+    // No NOTIFY by hand: the event trigger asks for the reload itself.
+    sqlx::raw_sql(
+        "CREATE TABLE public.late (id int); INSERT INTO public.late VALUES (1), (2); GRANT SELECT ON public.late TO anon;",
+    )
+    .execute(&t.pool)
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = t.query(&anon(), json!({"table": "late"})).await;
+        if reply.body["cached"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never cached: {}", reply.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And its writes are heard.
+    sqlx::query("INSERT INTO public.late VALUES (3)")
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while t.query(&anon(), json!({"table": "late"})).await.body["data"] != json!([{"value": 3}]) {
+        assert!(Instant::now() < deadline, "the insert was not heard");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

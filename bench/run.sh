@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Reproduces the figures of BENCHMARKS.md on this machine:
+#   bash bench/run.sh            (DUR=seconds per run, default 10)
+# Needs wrk (apt-get install wrk) and the PostgreSQL binaries (pgbench).
+# Everything runs on loopback against a throwaway embedded cluster.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${DUR:-10}
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+command -v wrk >/dev/null || { echo "bench: install wrk (apt-get install wrk)"; exit 1; }
+
+cargo build --release --quiet --bin widget-data --example bare_handler
+work=$(mktemp -d /tmp/wd-bench.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+DATA_DIR=$work LISTEN_ADDR=127.0.0.1:18080 RUST_LOG=warn "$TARGET"/release/widget-data >"$work/out.log" 2>&1 &
+pids+=($!)
+until grep -q "try:" "$work/out.log"; do
+  kill -0 "${pids[0]}" 2>/dev/null || { echo "bench: widget-data did not start:"; cat "$work/out.log"; exit 1; }
+  sleep 0.2
+done
+export TOKEN=$(awk '/demo user/ {print $3}' "$work/out.log")
+PG=(-h "$work/postgres" -U postgres)
+QUERY='{"table":"servers","aggregation":"count","groupBy":"status"}'
+url=http://127.0.0.1:18080/functions/v1/widget-data
+
+# wrk's summary as: requests/s p50 p99 avg
+measure() { # connections url
+  local out
+  out=$(wrk -t "$(( $1 < 2 ? 1 : 2 ))" -c "$1" -d "${DUR}s" --latency -s bench/post.lua "$2")
+  printf '%s %s %s %s\n' \
+    "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
+    "$(awk '$1 == "50%" {print $2}' <<<"$out")" \
+    "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
+    "$(awk '$1 == "Latency" {print $2}' <<<"$out")"
+}
+
+echo "## cache hits vs a bare handler (same JWT check, same bytes)"
+export BODY="{\"config\":$QUERY}"
+curl -s "$url" -H "Authorization: Bearer $TOKEN" -d "$BODY" >/dev/null   # fill
+curl -s "$url" -H "Authorization: Bearer $TOKEN" -d "$BODY" >"$work/hit.json"
+grep -q '"cached":true' "$work/hit.json" || { echo "bench: the second request was not a hit"; exit 1; }
+"$TARGET"/release/examples/bare_handler 127.0.0.1:18090 "$work/hit.json" &
+pids+=($!)
+sleep 0.5
+echo "| server | connections | requests/s | p50 | p99 |"
+echo "|---|---|---|---|---|"
+for c in 1 32; do
+  read -r rps p50 p99 _ < <(measure "$c" "$url")
+  echo "| widget-data (hit) | $c | $rps | $p50 | $p99 |"
+  read -r rps p50 p99 _ < <(measure "$c" http://127.0.0.1:18090/functions/v1/widget-data)
+  echo "| bare handler | $c | $rps | $p50 | $p99 |"
+done
+
+echo
+echo "## a miss beside the raw SQL (1 connection)"
+export BODY="{\"config\":$QUERY,\"force_refresh\":true}"
+read -r rps p50 p99 avg < <(measure 1 "$url")
+echo "| widget-data miss (force_refresh) | avg $avg | p50 $p50 | p99 $p99 |"
+echo "SELECT status, count(*) FROM servers GROUP BY status;" >"$work/q.sql"
+raw=$("$BIN/pgbench" "${PG[@]}" -n -f "$work/q.sql" -c 1 -T "$DUR" postgres 2>/dev/null | awk '/latency average/ {print $4 " " $5}')
+echo "| raw SQL (pgbench, prepared: no) | avg $raw | | |"
+
+echo
+echo "## single-row inserts into servers (pgbench, 4 clients, 2 threads)"
+echo "INSERT INTO servers (hostname, status, region) VALUES ('bench', 'Ready', 'eu-west-1');" >"$work/insert.sql"
+tps() { "$BIN/pgbench" "${PG[@]}" -n -f "$work/insert.sql" -c 4 -j 2 -T "$DUR" postgres 2>/dev/null | awk '/^tps/ {print $3}'; }
+with=$(tps)
+"$BIN/psql" "${PG[@]}" -q -c "DROP TRIGGER widget_data_changed ON public.servers" postgres
+without=$(tps)
+"$BIN/psql" "${PG[@]}" -q -c "SELECT app.install_change_triggers(ARRAY['public'])" postgres >/dev/null
+echo "| change triggers | tps |"
+echo "|---|---|"
+echo "| with | $with |"
+echo "| without | $without |"
+awk -v a="$with" -v b="$without" 'BEGIN { printf "with/without: %.1f%%\n", 100 * a / b }'

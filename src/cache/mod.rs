@@ -121,14 +121,7 @@ impl Cache {
     /// result must not be cached (a view or an untracked table, or changes
     /// are not being heard right now).
     pub fn key(&self, plan: &QueryPlan, principal: &Principal) -> Option<Key> {
-        if !plan.change_tracked() {
-            return None;
-        }
-        let tables: Vec<String> = plan
-            .tables()
-            .iter()
-            .map(|(s, t)| format!("{s}.{t}"))
-            .collect();
+        let tables = tracked_tables(plan)?;
         let versions = self.versions.of(tables.iter().map(String::as_str))?;
         Some(key::key(plan, &versions, principal))
     }
@@ -242,14 +235,7 @@ impl Cache {
     /// heard, however old: served, marked stale, when the database cannot
     /// answer.
     pub fn stale(&self, plan: &QueryPlan, principal: &Principal) -> Option<Arc<Entry>> {
-        if !plan.change_tracked() {
-            return None;
-        }
-        let tables: Vec<String> = plan
-            .tables()
-            .iter()
-            .map(|(s, t)| format!("{s}.{t}"))
-            .collect();
+        let tables = tracked_tables(plan)?;
         let versions = self
             .versions
             .last_known(tables.iter().map(String::as_str))?;
@@ -265,4 +251,15 @@ impl Cache {
     fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Flight>> {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The `schema.table` names a cacheable plan reads; `None` when its result
+/// must not be cached (a view, or a table whose writes are not announced).
+fn tracked_tables(plan: &QueryPlan) -> Option<Vec<String>> {
+    plan.change_tracked().then(|| {
+        plan.tables()
+            .iter()
+            .map(|(s, t)| format!("{s}.{t}"))
+            .collect()
+    })
 }

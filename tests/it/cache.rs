@@ -13,12 +13,7 @@ use widget_data::cache::Entry;
 /// An app whose listener is running, so results may be cached.
 async fn listening_app() -> TestApp {
     let t = test_app().await;
-    t.app.spawn_listener();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while t.app.cache.versions.of(["public.servers"]).is_none() {
-        assert!(Instant::now() < deadline, "listener never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    t.listen().await;
     t
 }
 

@@ -173,6 +173,20 @@ pub struct Reply {
 }
 
 impl TestApp {
+    /// Starts the app's listener and waits until it hears changes, so that
+    /// results may be cached.
+    pub async fn listen(&self) {
+        self.app.spawn_listener();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.app.cache.versions.of(["public.servers"]).is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "listener never started"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn request(
         &self,
         method: Method,

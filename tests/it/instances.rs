@@ -9,13 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use widget_data::app::App;
 
-async fn listening(t: &TestApp) {
-    t.app.spawn_listener();
-    while t.app.cache.versions.of(["public.servers"]).is_none() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -46,8 +39,8 @@ async fn two_instances_share_entries_and_hear_each_others_writes() {
         app: app_b,
         pool: pool_b,
     };
-    listening(&a).await;
-    listening(&b).await;
+    a.listen().await;
+    b.listen().await;
     let token = anon();
     let query = json!({"table": "servers", "groupBy": "region"});
 
@@ -106,7 +99,7 @@ async fn two_instances_share_entries_and_hear_each_others_writes() {
 #[tokio::test]
 async fn a_widgets_entries_go_with_it_and_a_changed_widget_is_a_miss() {
     let t = test_app().await;
-    listening(&t).await;
+    t.listen().await;
     let token = user(DEMO_USER);
     let id: uuid::Uuid =
         sqlx::query_scalar("SELECT id FROM app.dashboard_widgets WHERE widget_type = 'metric'")

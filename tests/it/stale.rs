@@ -31,15 +31,12 @@ async fn an_expired_entry_is_served_stale_while_the_database_is_down_and_fresh_a
     )
     .await
     .unwrap();
-    app.spawn_listener();
     let t = TestApp {
         router: widget_data::http::router(Arc::clone(&app)),
         app,
         pool,
     };
-    while t.app.cache.versions.of(["public.servers"]).is_none() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    t.listen().await;
     let token = anon();
     let by_status = json!({"table": "servers", "groupBy": "status"});
     let fresh = t.query(&token, by_status.clone()).await;
@@ -99,10 +96,7 @@ async fn an_expired_entry_is_served_stale_while_the_database_is_down_and_fresh_a
 #[tokio::test]
 async fn stats_count_hits_misses_and_changes_for_service_role_only() {
     let t = test_app().await;
-    t.app.spawn_listener();
-    while t.app.cache.versions.of(["public.servers"]).is_none() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    t.listen().await;
     let token = anon();
     for _ in 0..3 {
         t.query(&token, json!({"table": "servers"})).await;

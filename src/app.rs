@@ -77,6 +77,8 @@ impl App {
                     tracing::warn!(error = %e, "listener lost its connection; retrying");
                 }
                 app.cache.versions.suspend();
+                // Its watch locks ended with the session.
+                app.cache.watch.forget();
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })
@@ -112,20 +114,45 @@ impl App {
         let last_change: i64 = sqlx::query_scalar("SELECT last_value FROM app.data_version")
             .fetch_one(&self.pool)
             .await?;
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut listener)
+            .await?;
+        self.cache.watch.forget();
         self.cache.versions.reset(last_change);
+        let mut requests = self.cache.watch.inbox().await;
         loop {
-            let Some(n) = listener.try_recv().await? else {
-                return Ok(()); // connection lost: reconnect and renew
-            };
-            if n.channel() == cache::ENTRIES_CHANNEL {
-                self.cache.entry_announced(n.payload());
-            } else if n.channel() == cache::CHANGES_CHANNEL {
-                if self.cache.versions.apply(n.payload()).is_some() {
-                    self.cache.stats.invalidated();
+            // Notifications first: a change heard ends a watch before a
+            // later request starts the next one.
+            let request = tokio::select! {
+                biased;
+                n = listener.try_recv() => {
+                    let Some(n) = n? else {
+                        return Ok(()); // connection lost: reconnect and renew
+                    };
+                    self.notified(&mut listener, &n).await?;
+                    continue;
                 }
-            } else if n.payload() == schema::RELOAD_PAYLOAD {
-                self.reload_schema().await?;
-            }
+                Some(request) = requests.recv() => request,
+            };
+            self.cache.watch.serve(&mut listener, pid, request).await?;
         }
+    }
+
+    async fn notified(
+        &self,
+        listener: &mut PgListener,
+        n: &sqlx::postgres::PgNotification,
+    ) -> Result<(), sqlx::Error> {
+        if n.channel() == cache::ENTRIES_CHANNEL {
+            self.cache.entry_announced(n.payload());
+        } else if n.channel() == cache::CHANGES_CHANNEL {
+            if let Some(table) = self.cache.versions.apply(n.payload()) {
+                self.cache.stats.invalidated();
+                self.cache.watch.changed(listener, &table).await?;
+            }
+        } else if n.payload() == schema::RELOAD_PAYLOAD {
+            self.reload_schema().await?;
+        }
+        Ok(())
     }
 }

@@ -120,7 +120,7 @@ pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answ
     let result = match &key {
         Some(key) => {
             app.cache
-                .fill(key, widget, query.force_refresh, compute)
+                .fill(key, &plan, widget, query.force_refresh, compute)
                 .await
         }
         // Not cacheable: computed for this request alone.

@@ -7,7 +7,7 @@
 //! 1. **the query**: the validated plan's canonical form (not the raw JSON:
 //!    two spellings of one query are one entry), filters already merged;
 //! 2. **the data versions** of every table it reads: the last change number
-//!    announced for each (`migrations/0004`), so any committed write makes
+//!    announced for each (`migrations/0004`, `0006`, `watch`), so any committed write makes
 //!    new keys and old entries unreachable;
 //! 3. **the caller's scope**: the role (GRANTs differ per role), plus the
 //!    user's identifying claims whenever row-level security can make the

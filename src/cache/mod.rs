@@ -15,11 +15,13 @@ mod memory;
 mod stats;
 mod table;
 mod versions;
+mod watch;
 
 pub use key::{Key, per_user};
 pub use stats::{Latency, Snapshot, Stats};
 pub use table::{ENTRIES_CHANNEL, purge};
 pub use versions::{CHANNEL as CHANGES_CHANNEL, Versions};
+pub use watch::Watch;
 
 use crate::auth::Principal;
 use crate::plan::QueryPlan;
@@ -69,6 +71,7 @@ type Flight = Arc<OnceCell<Option<Arc<Entry>>>>;
 
 pub struct Cache {
     pub versions: Versions,
+    pub watch: Watch,
     pub stats: Stats,
     memory: Mutex<Memory>,
     in_flight: Mutex<HashMap<Key, Flight>>,
@@ -82,6 +85,7 @@ impl Cache {
     pub fn new(memory_bytes: usize, pool: PgPool) -> Self {
         Self {
             versions: Versions::default(),
+            watch: Watch::default(),
             stats: Stats::default(),
             memory: Mutex::new(Memory::new(memory_bytes)),
             in_flight: Mutex::new(HashMap::new()),
@@ -138,6 +142,7 @@ impl Cache {
     pub async fn fill<E, Fut>(
         &self,
         key: &Key,
+        plan: &QueryPlan,
         widget: Option<Uuid>,
         replace: bool,
         compute: impl FnOnce() -> Fut,
@@ -145,9 +150,18 @@ impl Cache {
     where
         Fut: Future<Output = Result<Entry, E>>,
     {
+        let tables: Vec<(String, String)> = plan
+            .tables()
+            .into_iter()
+            .map(|(s, t)| (s.to_owned(), t.to_owned()))
+            .collect();
+        let tables = &tables;
         if replace {
+            let storable = self.watch.ensure(&self.pool, tables).await;
             let entry = Arc::new(self.run(compute).await?);
-            self.keep(key, widget, &entry);
+            if storable {
+                self.keep(key, widget, &entry);
+            }
             return Ok((entry, Outcome::Miss));
         }
         let flight = Arc::clone(self.flights().entry(key.clone()).or_default());
@@ -179,10 +193,15 @@ impl Cache {
                     Err(e) => tracing::warn!(error = %e, "cache table unreadable; computing"),
                 }
                 let compute = compute.take()?;
+                // Watched before the query takes its snapshot, so a write
+                // it misses is announced (see `watch`).
+                let storable = self.watch.ensure(&self.pool, tables).await;
                 match self.run(compute).await {
                     Ok(entry) => {
                         let entry = Arc::new(entry);
-                        self.keep(key, widget, &entry);
+                        if storable {
+                            self.keep(key, widget, &entry);
+                        }
                         Some(entry)
                     }
                     Err(e) => {

@@ -155,12 +155,13 @@ async fn a_write_during_a_slow_fill_never_leaves_the_old_result_current() {
     let pool = t.pool.clone();
     let app = Arc::clone(&t.app);
     let filled_under = key.clone();
+    let planned = plan.clone();
     // The fill reads the count, then a write commits while it is still in
     // flight, and only then does it store what it read.
     let (entry, _) = t
         .app
         .cache
-        .fill(&key, None, false, || async move {
+        .fill(&key, &planned, None, false, || async move {
             let old: i64 = sqlx::query_scalar("SELECT count(*) FROM servers").fetch_one(&pool).await.unwrap();
             sqlx::query("INSERT INTO servers (hostname, status, region) VALUES ('late', 'Ready', 'eu-west-1')")
                 .execute(&pool)
@@ -281,4 +282,87 @@ async fn a_table_created_while_running_is_tracked_and_cached() {
         assert!(Instant::now() < deadline, "the insert was not heard");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Polls until `done` holds, for at most five seconds.
+async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn writes_are_announced_only_while_a_cached_result_depends_on_them() {
+    let t = listening_app().await;
+    let token = anon();
+    let insert =
+        "INSERT INTO servers (hostname, status, region) VALUES ('w', 'Ready', 'eu-west-1')";
+    let invalidations = || t.app.cache.stats.invalidations.load(Relaxed);
+    // Nothing cached yet: nobody watches servers, so a write says nothing.
+    t.exec(insert).await;
+    let start = invalidations();
+    t.query(&token, json!({"table": "servers"})).await; // cached: now watched
+    assert_eq!(t.app.cache.watch.len(), 1);
+    t.exec(insert).await;
+    eventually("the first write heard", async || {
+        invalidations() == start + 1
+    })
+    .await;
+    // Hearing it ended the watch: the next writes are silent ...
+    eventually("the watch ended", async || t.app.cache.watch.is_empty()).await;
+    t.exec(insert).await;
+    t.exec(insert).await;
+    // ... and the next fill sees them anyway, then watches again.
+    let reply = t.query(&token, json!({"table": "servers"})).await;
+    assert_eq!(reply.body["cached"], false);
+    let count = reply.body["data"][0]["value"].as_i64().unwrap();
+    assert_eq!(
+        t.query(&token, json!({"table": "servers"})).await.body["cached"],
+        true
+    );
+    t.exec(insert).await;
+    // Notifications arrive in commit order, so had the two silent writes
+    // been announced they would have been counted by now.
+    eventually("the last write heard", async || invalidations() > start + 1).await;
+    assert_eq!(
+        invalidations(),
+        start + 2,
+        "only watched writes are announced"
+    );
+    let reply = t.query(&token, json!({"table": "servers"})).await;
+    assert_eq!(reply.body["data"][0]["value"], count + 1);
+}
+
+#[tokio::test]
+async fn a_write_in_flight_when_watching_starts_is_never_missed() {
+    let t = listening_app().await;
+    let token = anon();
+    let count = async || {
+        let reply = t.query(&token, json!({"table": "servers"})).await;
+        (
+            reply.body["data"][0]["value"].as_i64().unwrap(),
+            reply.headers["x-cache"].clone(),
+        )
+    };
+    // A writer whose statement ran while nobody watched (so it will not
+    // announce itself) and that commits only after a fill read the table.
+    let mut writer = t.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO servers (hostname, status, region) VALUES ('slow', 'Ready', 'eu-west-1')",
+    )
+    .execute(&mut *writer)
+    .await
+    .unwrap();
+    let (before, how) = count().await;
+    assert_eq!(how, "miss");
+    // The fill could not wait the writer out, so it stored nothing.
+    let (again, how) = count().await;
+    assert_eq!((again, how.to_str().unwrap()), (before, "miss"));
+    writer.commit().await.unwrap();
+    let (after, _) = count().await;
+    assert_eq!(after, before + 1, "the committed write is seen");
+    let (cached, how) = count().await;
+    assert_eq!((cached, how.to_str().unwrap()), (before + 1, "hit"));
 }

@@ -69,7 +69,7 @@ pub fn key(plan: &QueryPlan, versions: &[(String, String)], principal: &Principa
         h.update(bytes);
     };
     part(b"widget-data cache key v1");
-    part(&serde_json::to_vec(plan).unwrap_or_default());
+    part(plan.canonical());
     for (table, version) in versions {
         part(table.as_bytes());
         part(version.as_bytes());

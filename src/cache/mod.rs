@@ -122,7 +122,7 @@ impl Cache {
     }
 
     /// The key for `plan` as asked by `principal`, or `None` when its
-    /// result must not be cached (a view or an untracked table, or changes
+    /// result must not be cached (it reads an untracked table, or changes
     /// are not being heard right now).
     pub fn key(&self, plan: &QueryPlan, principal: &Principal) -> Option<Key> {
         let tables = tracked_tables(plan)?;
@@ -150,12 +150,7 @@ impl Cache {
     where
         Fut: Future<Output = Result<Entry, E>>,
     {
-        let tables: Vec<(String, String)> = plan
-            .tables()
-            .into_iter()
-            .map(|(s, t)| (s.to_owned(), t.to_owned()))
-            .collect();
-        let tables = &tables;
+        let tables = plan.tables();
         if replace {
             let storable = self.watch.ensure(&self.pool, tables).await;
             let entry = Arc::new(self.run(compute).await?);
@@ -273,7 +268,7 @@ impl Cache {
 }
 
 /// The `schema.table` names a cacheable plan reads; `None` when its result
-/// must not be cached (a view, or a table whose writes are not announced).
+/// must not be cached (it reads a table whose writes are not announced).
 fn tracked_tables(plan: &QueryPlan) -> Option<Vec<String>> {
     plan.change_tracked().then(|| {
         plan.tables()

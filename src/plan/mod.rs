@@ -53,11 +53,18 @@ impl Default for Limits {
 pub struct QueryPlan {
     schema: String,
     table: String,
+    /// The answer may differ between users of one role.
     #[serde(skip)]
     rls: bool,
-    /// Every relation read is a change-tracked table (not a view).
+    /// The tables whose writes can change the answer (a view's base tables).
+    #[serde(skip)]
+    reads: Vec<(String, String)>,
+    /// Every table in `reads` announces its writes.
     #[serde(skip)]
     tracked: bool,
+    /// This plan serialised: its canonical form, for cache keys.
+    #[serde(skip)]
+    canonical: std::sync::Arc<[u8]>,
     bucket: Option<Bucket>,
     group_by: Vec<String>,
     measures: Vec<Measure>,
@@ -121,15 +128,20 @@ impl QueryPlan {
         self.limit
     }
     /// Every table the query reads, as `(schema, name)`.
-    pub fn tables(&self) -> Vec<(&str, &str)> {
-        vec![self.table()]
+    pub fn tables(&self) -> &[(String, String)] {
+        &self.reads
+    }
+    /// The canonical form: the same question written two ways gives the
+    /// same bytes.
+    pub fn canonical(&self) -> &[u8] {
+        &self.canonical
     }
     /// Whether a table read has row-level security enabled.
     pub fn reads_rls_table(&self) -> bool {
         self.rls
     }
     /// Whether every write to what the query reads is announced, so its
-    /// result may be cached. Views are not: their base tables are unknown.
+    /// result may be cached.
     pub fn change_tracked(&self) -> bool {
         self.tracked
     }
@@ -233,18 +245,22 @@ pub fn plan(
         Some(n) => u32::try_from(n).unwrap_or(u32::MAX).min(limits.max_rows),
     };
 
-    Ok(QueryPlan {
+    let mut plan = QueryPlan {
         schema: table.schema.clone(),
         table: table.name.clone(),
         rls: table.rls_enabled,
-        tracked: table.change_tracked && table.kind == crate::schema::RelationKind::Table,
+        reads: table.reads.clone(),
+        tracked: table.change_tracked && !table.reads.is_empty(),
+        canonical: std::sync::Arc::from([]),
         bucket,
         group_by,
         measures,
         filter,
         order_by,
         limit,
-    })
+    };
+    plan.canonical = serde_json::to_vec(&plan).unwrap_or_default().into();
+    Ok(plan)
 }
 
 fn qualified(table: &Table) -> String {

@@ -21,6 +21,7 @@ fn schema() -> SchemaCache {
         name: "servers".into(),
         kind: RelationKind::Table,
         rls_enabled: false,
+        reads: vec![("public".into(), "servers".into())],
         change_tracked: true,
         columns: vec![
             col("id", "int8"),
@@ -45,6 +46,7 @@ fn schema() -> SchemaCache {
         name: "notes".into(),
         kind: RelationKind::Table,
         rls_enabled: true,
+        reads: vec![("public".into(), "notes".into())],
         change_tracked: true,
         columns: vec![col("id", "int4"), col("body", "text")],
     };

@@ -16,7 +16,9 @@ SELECT n.nspname::text AS schema,
        c.relname::text AS name,
        c.relkind::text AS relkind,
        c.relrowsecurity AS rls,
-       EXISTS (SELECT 1 FROM pg_trigger g
+       -- a partitioned table's statement triggers miss writes made
+       -- straight into its partitions: never tracked
+       c.relkind = 'r' AND EXISTS (SELECT 1 FROM pg_trigger g
                WHERE g.tgrelid = c.oid AND g.tgname = 'widget_data_changed') AS tracked,
        a.attname::text AS column,
        CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END::text AS typname
@@ -30,6 +32,34 @@ WHERE n.nspname = ANY($1)
   -- sqlx's bookkeeping is not data
   AND c.relname <> '_sqlx_migrations'
 ORDER BY n.nspname, c.relname, a.attnum
+"#;
+
+/// Every view of the exposed schemas with the relations it reads, through
+/// nested views: its rewrite rule's dependencies (`pg_depend`).
+const VIEW_BASES: &str = r#"
+WITH RECURSIVE deps(view, rel) AS (
+  SELECT v.oid, d.refobjid
+  FROM pg_class v
+  JOIN pg_namespace n ON n.oid = v.relnamespace
+  JOIN pg_rewrite r ON r.ev_class = v.oid
+  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+   AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
+  WHERE n.nspname = ANY($1) AND v.relkind = 'v'
+  UNION
+  SELECT deps.view, d.refobjid
+  FROM deps
+  JOIN pg_class c ON c.oid = deps.rel AND c.relkind = 'v'
+  JOIN pg_rewrite r ON r.ev_class = c.oid
+  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+   AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> c.oid
+)
+SELECT DISTINCT vn.nspname::text, v.relname::text, bn.nspname::text, b.relname::text,
+       b.relkind = 'r' AND EXISTS (SELECT 1 FROM pg_trigger g
+               WHERE g.tgrelid = b.oid AND g.tgname = 'widget_data_changed') AS tracked
+FROM deps
+JOIN pg_class v ON v.oid = deps.view JOIN pg_namespace vn ON vn.oid = v.relnamespace
+JOIN pg_class b ON b.oid = deps.rel JOIN pg_namespace bn ON bn.oid = b.relnamespace
+WHERE b.relkind <> 'v'
 "#;
 
 /// Installs the change-tracking trigger on the exposed tables that lack it
@@ -48,23 +78,48 @@ pub async fn load(pool: &PgPool, schemas: &[String]) -> Result<SchemaCache, sqlx
     for (schema, name, relkind, rls, tracked, column, typname) in rows {
         let table = tables
             .entry((schema.clone(), name.clone()))
-            .or_insert_with(|| Table {
-                schema,
-                name,
-                kind: if relkind == "r" || relkind == "p" || relkind == "f" {
+            .or_insert_with(|| {
+                let kind = if relkind == "r" || relkind == "p" || relkind == "f" {
                     RelationKind::Table
                 } else {
                     RelationKind::View
-                },
-                rls_enabled: rls,
-                change_tracked: tracked,
-                columns: Vec::new(),
+                };
+                Table {
+                    reads: match relkind.as_str() {
+                        "r" | "p" => vec![(schema.clone(), name.clone())],
+                        _ => Vec::new(), // views: below; others: unknown
+                    },
+                    schema,
+                    name,
+                    rls_enabled: rls || kind == RelationKind::View,
+                    kind,
+                    change_tracked: tracked,
+                    columns: Vec::new(),
+                }
             });
         table.columns.push(Column {
             name: column,
             kind: ColumnKind::from_pg_type(&typname),
             pg_type: typname,
         });
+    }
+    let bases: Vec<(String, String, String, String, bool)> = sqlx::query_as(VIEW_BASES)
+        .bind(schemas)
+        .fetch_all(pool)
+        .await?;
+    let mut views: HashMap<(String, String), (Vec<(String, String)>, bool)> = HashMap::new();
+    for (schema, name, base_schema, base_name, tracked) in bases {
+        let view = views.entry((schema, name)).or_insert((Vec::new(), true));
+        view.0.push((base_schema, base_name));
+        view.1 &= tracked;
+    }
+    for (id, (reads, tracked)) in views {
+        if let Some(view) = tables.get_mut(&id)
+            && view.kind == RelationKind::View
+        {
+            view.reads = reads;
+            view.change_tracked = tracked;
+        }
     }
     Ok(SchemaCache::new(schemas.to_vec(), tables.into_values()))
 }

@@ -79,10 +79,18 @@ pub struct Table {
     pub schema: String,
     pub name: String,
     pub kind: RelationKind,
-    /// `relrowsecurity`: row-level security is enabled on the table.
+    /// The answer may differ between users of one role: row-level security
+    /// is enabled on the table (`relrowsecurity`). Always true for a view,
+    /// whose definition may read the caller (`auth.uid()`, RLS of
+    /// `security_invoker` views).
     pub rls_enabled: bool,
-    /// Writes to it are announced (the `widget_data_changed` trigger), so
-    /// results read from it may be cached.
+    /// The tables whose writes can change what it returns: itself, or a
+    /// view's base tables (through nested views). Empty when unknown (a
+    /// materialized view, or a view over a foreign table).
+    pub reads: Vec<(String, String)>,
+    /// Writes to every table in `reads` are announced (the
+    /// `widget_data_changed` trigger), so results read from it may be
+    /// cached.
     pub change_tracked: bool,
     /// In ordinal order.
     pub columns: Vec<Column>,

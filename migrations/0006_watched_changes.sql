@@ -22,15 +22,17 @@
 -- Every write still draws a number from app.data_version, so an instance
 -- that starts later (base marker) never mistakes an old entry for current.
 
+-- Written as variable initialisers and IF conditions, which PL/pgSQL
+-- evaluates without starting an executor, unlike PERFORM.
 CREATE OR REPLACE FUNCTION app.notify_data_change() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 DECLARE
   n bigint := nextval('app.data_version');
+  writing text := pg_advisory_xact_lock_shared(1464139777, TG_RELID::integer)::text;
+  unwatched boolean := pg_try_advisory_lock(1464139778, TG_RELID::integer);
 BEGIN
-  PERFORM pg_advisory_xact_lock_shared(1464139777, TG_RELID::integer);
-  IF pg_try_advisory_lock(1464139778, TG_RELID::integer) THEN
-    -- Nobody watches: nothing to announce.
-    PERFORM pg_advisory_unlock(1464139778, TG_RELID::integer);
+  IF unwatched THEN
+    unwatched := pg_advisory_unlock(1464139778, TG_RELID::integer);
   ELSE
     PERFORM pg_notify('widget_data_changes', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME || ':' || n);
   END IF;

@@ -17,6 +17,8 @@ pub struct App {
     pub jwt: JwtVerifier,
     pub limits: Limits,
     pub cache: Cache,
+    /// Plans of recent ad-hoc request bodies.
+    pub plans: crate::pipeline::Plans,
     schema: RwLock<Arc<SchemaCache>>,
 }
 
@@ -40,6 +42,7 @@ impl App {
                     .unwrap_or(usize::MAX),
                 pool.clone(),
             ),
+            plans: Default::default(),
             config,
             pool,
         }))

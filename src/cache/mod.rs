@@ -43,6 +43,20 @@ pub struct Entry {
     pub data: Box<RawValue>,
     pub cached_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The response body of a hit on this entry, rendered by the first hit
+    /// and reused by the rest.
+    pub hit_body: std::sync::OnceLock<axum::body::Bytes>,
+}
+
+impl Entry {
+    pub fn new(data: Box<RawValue>, cached_at: DateTime<Utc>, expires_at: DateTime<Utc>) -> Self {
+        Self {
+            data,
+            cached_at,
+            expires_at,
+            hit_body: Default::default(),
+        }
+    }
 }
 
 /// How an answer was obtained: the `x-cache` header.

@@ -4,8 +4,6 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -27,25 +25,36 @@ pub struct Stats {
     uncached_latency: Window,
 }
 
-#[derive(Default)]
-struct Window(Mutex<VecDeque<f64>>);
+/// A ring of the latest `WINDOW` latencies (as f64 bits; 0 = empty slot),
+/// written without a lock: answers never wait on each other to be counted.
+struct Window {
+    slots: Box<[AtomicU64]>,
+    next: AtomicU64,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self {
+            slots: (0..WINDOW).map(|_| AtomicU64::new(0)).collect(),
+            next: AtomicU64::new(0),
+        }
+    }
+}
 
 impl Window {
     fn record(&self, ms: f64) {
-        let mut w = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if w.len() == WINDOW {
-            w.pop_front();
-        }
-        w.push_back(ms);
+        let i = self.next.fetch_add(1, Relaxed) as usize % WINDOW;
+        // Never 0.0 exactly, which marks an empty slot.
+        self.slots[i].store(ms.max(f64::MIN_POSITIVE).to_bits(), Relaxed);
     }
 
     fn summary(&self) -> Latency {
         let mut v: Vec<f64> = self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .slots
             .iter()
-            .copied()
+            .map(|s| s.load(Relaxed))
+            .filter(|&bits| bits != 0)
+            .map(f64::from_bits)
             .collect();
         if v.is_empty() {
             return Latency::default();

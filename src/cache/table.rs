@@ -23,11 +23,7 @@ pub async fn load(pool: &PgPool, key: &Key) -> Result<Option<Entry>, sqlx::Error
     .await?;
     row.map(|(data, cached_at, expires_at)| {
         let data = RawValue::from_string(data).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        Ok(Entry {
-            data,
-            cached_at,
-            expires_at,
-        })
+        Ok(Entry::new(data, cached_at, expires_at))
     })
     .transpose()
 }

@@ -3,6 +3,7 @@
 //! [`crate::pipeline`].
 
 mod caller;
+mod cors;
 mod docs;
 mod health;
 mod widget_data;
@@ -14,8 +15,9 @@ use crate::error::ApiError;
 use axum::Router;
 use axum::http::{HeaderName, Request};
 use std::sync::Arc;
-use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -86,7 +88,7 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
         .layer(
             tower::ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::default()))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                         let id = req
@@ -100,18 +102,46 @@ pub fn router(app: Arc<App>) -> Router {
                     .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(cors()),
+                .layer(cors::Cors),
         )
 }
 
-/// Dashboards call from the browser. Credentials travel in the
-/// Authorization header, never in cookies, so any origin may call (as with
-/// Supabase's API gateway) without exposing one user's session to a site.
-fn cors() -> CorsLayer {
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::any())
-        .allow_methods(AllowMethods::mirror_request())
-        .allow_headers(AllowHeaders::mirror_request())
-        .expose_headers([REQUEST_ID])
-        .max_age(std::time::Duration::from_secs(3600))
+/// Request ids shaped like UUIDs (v4), unique per process, made without a
+/// system call: a random per-process seed and a counter, mixed.
+#[derive(Clone)]
+struct RequestIds {
+    seed: u64,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        let (seed, _) = uuid::Uuid::new_v4().as_u64_pair();
+        Self {
+            seed,
+            next: Arc::default(),
+        }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // splitmix64: a bijection, so distinct counters give distinct ids.
+        let mix = |mut z: u64| {
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let hi = mix(self.seed);
+        let lo = mix(n ^ self.seed.rotate_left(32));
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&hi.to_be_bytes());
+        bytes[8..].copy_from_slice(&lo.to_be_bytes());
+        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+        let mut text = uuid::Uuid::encode_buffer();
+        axum::http::HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+            .ok()
+            .map(RequestId::new)
+    }
 }

@@ -3,14 +3,14 @@
 use super::Caller;
 use crate::app::App;
 use crate::auth::Role;
-use crate::cache::Snapshot;
+use crate::cache::{Outcome, Snapshot};
 use crate::error::{ApiError, ErrorBody};
-use crate::pipeline::{self, Answer, Source};
-use crate::plan::{DataSource, Filter};
+use crate::pipeline::{self, Answer, Planned, Source};
+use crate::plan::{self, DataSource, Filter};
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH};
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -104,25 +104,54 @@ pub async fn query_widget_data(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let request: WidgetDataRequest = parse_body(&headers, body).await?;
-    let source = match (request.config, request.widget_id) {
-        (Some(source), None) => Source::Config(source),
-        (None, Some(id)) => Source::Widget(id),
-        _ => {
-            return Err(ApiError::InvalidBody {
-                message: "give exactly one of `config` or `widget_id`".into(),
-            });
+    let started = std::time::Instant::now();
+    let bytes = read_body(&headers, body).await?;
+    let schema = app.schema();
+    // A body seen before skips parsing and planning.
+    let query = match app.plans.get(&bytes, &schema) {
+        Some(Planned {
+            plan,
+            force_refresh,
+        }) => pipeline::Query {
+            source: Source::Config(plan),
+            runtime_filters: Vec::new(),
+            force_refresh,
+        },
+        None => {
+            let request: WidgetDataRequest = parse_json(&bytes)?;
+            match (request.config, request.widget_id) {
+                (Some(source), None) => {
+                    let plan =
+                        Arc::new(plan::plan(&source, &request.filters, &schema, &app.limits)?);
+                    let planned = Planned {
+                        plan: Arc::clone(&plan),
+                        force_refresh: request.force_refresh,
+                    };
+                    app.plans.remember(bytes, schema, planned);
+                    pipeline::Query {
+                        source: Source::Config(plan),
+                        runtime_filters: Vec::new(),
+                        force_refresh: request.force_refresh,
+                    }
+                }
+                (None, Some(id)) => pipeline::Query {
+                    source: Source::Widget(id),
+                    runtime_filters: request.filters,
+                    force_refresh: request.force_refresh,
+                },
+                _ => {
+                    return Err(ApiError::InvalidBody {
+                        message: "give exactly one of `config` or `widget_id`".into(),
+                    });
+                }
+            }
         }
     };
-    let query = pipeline::Query {
-        source,
-        runtime_filters: request.filters,
-        force_refresh: request.force_refresh,
-    };
-    let started = std::time::Instant::now();
     let answer = pipeline::run(&app, &principal, &query).await?;
     app.cache.stats.record(answer.cached(), started.elapsed());
     let max_age = (answer.expires_at() - Utc::now()).num_seconds().max(0);
+    let mut seconds = itoa_buffer();
+    let cache_control = format_max_age(&mut seconds, max_age);
     let headers = [
         (
             HeaderName::from_static("x-cache"),
@@ -130,18 +159,43 @@ pub async fn query_widget_data(
         ),
         (
             CACHE_CONTROL,
-            HeaderValue::from_str(&format!("private, max-age={max_age}"))
+            HeaderValue::from_str(cache_control)
                 .unwrap_or(HeaderValue::from_static("private, no-cache")),
         ),
+        (CONTENT_TYPE, HeaderValue::from_static("application/json")),
     ];
-    Ok((headers, Json(WidgetDataResponse::of(&answer))).into_response())
+    // Every hit on an entry has the same body: render it once.
+    let body = if answer.outcome == Outcome::Hit {
+        answer
+            .entry
+            .hit_body
+            .get_or_init(|| render(&WidgetDataResponse::of(&answer)))
+            .clone()
+    } else {
+        render(&WidgetDataResponse::of(&answer))
+    };
+    Ok((headers, body).into_response())
 }
 
-/// Reads at most `BODY_LIMIT_BYTES` and parses them as JSON.
-async fn parse_body<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<T, ApiError> {
+fn render(response: &WidgetDataResponse<'_>) -> Bytes {
+    serde_json::to_vec(response).unwrap_or_default().into()
+}
+
+fn itoa_buffer() -> [u8; 48] {
+    [0; 48]
+}
+
+/// `private, max-age=<n>` in `buf`, without allocating.
+fn format_max_age(buf: &mut [u8; 48], seconds: i64) -> &str {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "private, max-age={seconds}");
+    let len = cursor.position() as usize;
+    std::str::from_utf8(&buf[..len]).unwrap_or("private, no-cache")
+}
+
+/// Reads at most `BODY_LIMIT_BYTES`.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let too_large = ApiError::PayloadTooLarge {
         limit_bytes: BODY_LIMIT_BYTES,
     };
@@ -160,7 +214,11 @@ async fn parse_body<T: serde::de::DeserializeOwned>(
             message: "the request body is empty; send a JSON object".into(),
         });
     }
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidBody {
+    Ok(bytes)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidBody {
         message: format!("invalid request body: {e}"),
     })
 }

@@ -378,7 +378,7 @@ fn the_rls_flag_follows_the_table() {
     );
     assert_eq!(
         try_plan(json!({"table": "notes"})).unwrap().tables(),
-        vec![("public", "notes")]
+        [("public".to_owned(), "notes".to_owned())]
     );
 }
 

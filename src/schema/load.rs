@@ -107,7 +107,9 @@ pub async fn load(pool: &PgPool, schemas: &[String]) -> Result<SchemaCache, sqlx
         .bind(schemas)
         .fetch_all(pool)
         .await?;
-    let mut views: HashMap<(String, String), (Vec<(String, String)>, bool)> = HashMap::new();
+    // view -> (base tables, all of them tracked)
+    type Bases = (Vec<(String, String)>, bool);
+    let mut views: HashMap<(String, String), Bases> = HashMap::new();
     for (schema, name, base_schema, base_name, tracked) in bases {
         let view = views.entry((schema, name)).or_insert((Vec::new(), true));
         view.0.push((base_schema, base_name));

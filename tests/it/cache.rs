@@ -174,7 +174,7 @@ async fn a_write_during_a_slow_fill_never_leaves_the_old_result_current() {
             }
             let data = serde_json::value::to_raw_value(&json!([{"value": old}])).unwrap();
             let now = chrono::Utc::now();
-            Ok::<_, ()>(Entry { data, cached_at: now, expires_at: now + chrono::Duration::seconds(300) })
+            Ok::<_, ()>(Entry::new(data, now, now + chrono::Duration::seconds(300)))
         })
         .await
         .unwrap();

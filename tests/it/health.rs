@@ -68,3 +68,17 @@ async fn a_browser_preflight_is_answered() {
             .contains("authorization")
     );
 }
+
+#[tokio::test]
+async fn every_answer_allows_any_origin_and_exposes_the_cache_headers() {
+    let t = test_app().await;
+    let reply = t.request(Method::GET, "/health", None, None).await;
+    assert_eq!(reply.headers["access-control-allow-origin"], "*");
+    let exposed = reply.headers["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(
+        exposed.contains("x-request-id") && exposed.contains("x-cache"),
+        "{exposed}"
+    );
+}

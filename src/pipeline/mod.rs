@@ -8,17 +8,22 @@ use crate::auth::Principal;
 use crate::cache::{Entry, Outcome};
 use crate::error::ApiError;
 use crate::exec::ExecError;
-use crate::plan::{self, DataSource, Filter};
+use crate::plan::{self, Filter, QueryPlan};
 use crate::{exec, sql, widgets};
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use uuid::Uuid;
 
+mod memo;
+
+pub use memo::{Planned, Plans};
+
 /// Where the data source comes from.
 pub enum Source {
-    /// An ad-hoc data source sent with the request.
-    Config(DataSource),
+    /// An ad-hoc data source sent with the request, already planned (with
+    /// the request's filters).
+    Config(Arc<QueryPlan>),
     /// A saved widget's.
     Widget(Uuid),
 }
@@ -63,13 +68,8 @@ impl Answer {
 }
 
 pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answer, ApiError> {
-    let schema = app.schema();
     let (plan, ttl_secs, widget) = match &query.source {
-        Source::Config(source) => (
-            plan::plan(source, &query.runtime_filters, &schema, &app.limits)?,
-            app.config.cache_default_ttl_secs,
-            None,
-        ),
+        Source::Config(plan) => (Arc::clone(plan), app.config.cache_default_ttl_secs, None),
         Source::Widget(id) => {
             let widget = widgets::load(app, principal, *id).await?;
             // The widget's own filters always apply; the request's are
@@ -80,10 +80,10 @@ pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answ
                 .chain(&query.runtime_filters)
                 .cloned()
                 .collect();
-            let plan = plan::plan(&widget.source, &filters, &schema, &app.limits)
+            let plan = plan::plan(&widget.source, &filters, &app.schema(), &app.limits)
                 .map_err(|e| e.with_source_root("data_source"))?;
             (
-                plan,
+                Arc::new(plan),
                 widget.ttl_secs.unwrap_or(app.config.cache_default_ttl_secs),
                 Some(*id),
             )
@@ -111,11 +111,7 @@ pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answ
         )
         .await?;
         let ttl = chrono::Duration::seconds(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 1000));
-        Ok::<_, ApiError>(Entry {
-            data,
-            cached_at,
-            expires_at: cached_at + ttl,
-        })
+        Ok::<_, ApiError>(Entry::new(data, cached_at, cached_at + ttl))
     };
     let result = match &key {
         Some(key) => {

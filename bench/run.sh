@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-10}
+# Each figure is the median of REPS runs, the two servers (or trigger
+# states) alternating, so drift on a shared machine hits both alike.
+REPS=${REPS:-3}
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 command -v wrk >/dev/null || { echo "bench: install wrk (apt-get install wrk)"; exit 1; }
@@ -36,8 +39,10 @@ measure() { # connections url
     "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
     "$(awk '$1 == "50%" {print $2}' <<<"$out")" \
     "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
-    "$(awk '$1 == "Latency" {print $2}' <<<"$out")"
+    "$(awk '$1 == "Latency" {print $2; exit}' <<<"$out")"
 }
+# The line (of `measure` output) with the median requests/s.
+median() { sort -g | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
 
 echo "## cache hits vs a bare handler (same JWT check, same bytes)"
 export BODY="{\"config\":$QUERY}"
@@ -50,10 +55,16 @@ sleep 0.5
 echo "| server | connections | requests/s | p50 | p99 |"
 echo "|---|---|---|---|---|"
 for c in 1 32; do
-  read -r rps p50 p99 _ < <(measure "$c" "$url")
-  echo "| widget-data (hit) | $c | $rps | $p50 | $p99 |"
-  read -r rps p50 p99 _ < <(measure "$c" http://127.0.0.1:18090/functions/v1/widget-data)
-  echo "| bare handler | $c | $rps | $p50 | $p99 |"
+  : >"$work/ours" ; : >"$work/bare"
+  for _ in $(seq "$REPS"); do
+    measure "$c" "$url" >>"$work/ours"
+    measure "$c" http://127.0.0.1:18090/functions/v1/widget-data >>"$work/bare"
+  done
+  read -r ours p50 p99 _ < <(median <"$work/ours")
+  echo "| widget-data (hit) | $c | $ours | $p50 | $p99 |"
+  read -r bare p50 p99 _ < <(median <"$work/bare")
+  echo "| bare handler | $c | $bare | $p50 | $p99 |"
+  awk -v a="$ours" -v b="$bare" -v c="$c" 'BEGIN { printf "hits/bare at %d connections: %.1f%%\n", c, 100 * a / b }'
 done
 
 echo
@@ -69,10 +80,15 @@ echo
 echo "## single-row inserts into servers (pgbench, 4 clients, 2 threads)"
 echo "INSERT INTO servers (hostname, status, region) VALUES ('bench', 'Ready', 'eu-west-1');" >"$work/insert.sql"
 tps() { "$BIN/pgbench" "${PG[@]}" -n -f "$work/insert.sql" -c 4 -j 2 -T "$DUR" postgres 2>/dev/null | awk '/^tps/ {print $3}'; }
-with=$(tps)
-"$BIN/psql" "${PG[@]}" -q -c "DROP TRIGGER widget_data_changed ON public.servers" postgres
-without=$(tps)
-"$BIN/psql" "${PG[@]}" -q -c "SELECT app.install_change_triggers(ARRAY['public'])" postgres >/dev/null
+: >"$work/with" ; : >"$work/without"
+for _ in $(seq "$REPS"); do
+  tps >>"$work/with"
+  "$BIN/psql" "${PG[@]}" -q -c "DROP TRIGGER widget_data_changed ON public.servers" postgres
+  tps >>"$work/without"
+  "$BIN/psql" "${PG[@]}" -q -c "SELECT app.install_change_triggers(ARRAY['public'])" postgres >/dev/null
+done
+with=$(median <"$work/with")
+without=$(median <"$work/without")
 echo "| change triggers | tps |"
 echo "|---|---|"
 echo "| with | $with |"

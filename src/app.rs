@@ -19,6 +19,8 @@ pub struct App {
     pub cache: Cache,
     /// Plans of recent ad-hoc request bodies.
     pub plans: crate::pipeline::Plans,
+    /// Saved widgets as last loaded, for stale-if-error.
+    pub widget_definitions: crate::widgets::Remembered,
     schema: RwLock<Arc<SchemaCache>>,
 }
 
@@ -43,6 +45,7 @@ impl App {
                 pool.clone(),
             ),
             plans: Default::default(),
+            widget_definitions: Default::default(),
             config,
             pool,
         }))

@@ -12,6 +12,8 @@ use crate::plan::{DataSource, Filter};
 use serde::Deserialize;
 use sqlx::Arguments;
 use sqlx::postgres::PgArguments;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use uuid::Uuid;
 
 /// A widget's own data source, or the `widget_data_sources` row it names.
@@ -23,7 +25,7 @@ const LOAD: &str = "SELECT coalesce(json_agg(w.*), '[]'::json) FROM ( \
     LEFT JOIN app.widget_data_sources s ON s.id = w.data_source_id \
     WHERE w.id = $1) w";
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SavedWidget {
     pub widget_type: String,
     pub source: DataSource,
@@ -52,9 +54,49 @@ pub fn default_ttl_secs(widget_type: &str) -> Option<u64> {
     }
 }
 
+/// The definition of each widget as last loaded for each caller, so that
+/// while the database cannot be asked for a widget, its cached data can
+/// still be served (stale-if-error). Bounded: forgotten wholesale when full.
+#[derive(Default)]
+pub struct Remembered(Mutex<HashMap<(Uuid, String), SavedWidget>>);
+
+const REMEMBERED_MAX: usize = 10_000;
+
+impl Remembered {
+    fn keep(&self, id: Uuid, scope: String, widget: &SavedWidget) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= REMEMBERED_MAX {
+            map.clear();
+        }
+        map.insert((id, scope), widget.clone());
+    }
+
+    fn last(&self, id: Uuid, scope: String) -> Option<SavedWidget> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(id, scope)).cloned()
+    }
+}
+
 /// Loads widget `id` as `principal` sees it; one the caller cannot see is
-/// the same 404 as one that does not exist.
+/// the same 404 as one that does not exist. When the database cannot
+/// answer, the definition this caller last loaded is used, if any.
 pub async fn load(app: &App, principal: &Principal, id: Uuid) -> Result<SavedWidget, ApiError> {
+    let scope = crate::cache::scope(principal);
+    match load_now(app, principal, id).await {
+        Ok(widget) => {
+            app.widget_definitions.keep(id, scope, &widget);
+            Ok(widget)
+        }
+        Err(ApiError::Exec(e @ (exec::ExecError::Unavailable(_) | exec::ExecError::Timeout))) => {
+            app.widget_definitions
+                .last(id, scope)
+                .ok_or(ApiError::Exec(e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn load_now(app: &App, principal: &Principal, id: Uuid) -> Result<SavedWidget, ApiError> {
     let mut args = PgArguments::default();
     args.add(id)
         .map_err(|e| ApiError::Exec(exec::ExecError::Internal(sqlx::Error::Encode(e))))?;

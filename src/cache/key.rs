@@ -76,14 +76,24 @@ pub fn key(plan: &QueryPlan, versions: &[(String, String)], principal: &Principa
     }
     part(principal.role.as_str().as_bytes());
     if per_user(plan, principal) {
-        let mut claims = principal.claims.clone();
-        if let Value::Object(map) = &mut claims {
-            for name in VOLATILE_CLAIMS {
-                map.remove(*name);
-            }
-        }
-        // serde_json's map is ordered by key, so this is canonical.
-        part(claims.to_string().as_bytes());
+        part(identity(principal).as_bytes());
     }
     Key(h.finalize().into())
+}
+
+/// Who the caller is: the claims, less those that change with every token
+/// refresh. serde_json's map is ordered by key, so this is canonical.
+fn identity(principal: &Principal) -> String {
+    let mut claims = principal.claims.clone();
+    if let Value::Object(map) = &mut claims {
+        for name in VOLATILE_CLAIMS {
+            map.remove(*name);
+        }
+    }
+    claims.to_string()
+}
+
+/// The caller's whole scope, role and identity, as one string.
+pub fn scope(principal: &Principal) -> String {
+    format!("{}:{}", principal.role.as_str(), identity(principal))
 }

@@ -17,7 +17,7 @@ mod table;
 mod versions;
 mod watch;
 
-pub use key::{Key, per_user};
+pub use key::{Key, per_user, scope};
 pub use stats::{Latency, Snapshot, Stats};
 pub use table::{ENTRIES_CHANNEL, purge};
 pub use versions::{CHANNEL as CHANGES_CHANNEL, Versions};

@@ -167,3 +167,66 @@ async fn stats_count_hits_misses_and_changes_for_service_role_only() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_saved_widget_is_served_from_the_cache_while_the_database_is_down() {
+    let dir = std::env::temp_dir().join(format!("widget-data-stale-w-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+    let url = pg.url("postgres");
+    let pool = db::connect(&url, 4).await.unwrap();
+    db::migrate(&pool).await.unwrap();
+    db::seed(&pool).await.unwrap();
+    let app = App::new(config(&url, &[("QUERY_TIMEOUT_MS", "1000")]), pool.clone())
+        .await
+        .unwrap();
+    let t = TestApp {
+        router: widget_data::http::router(Arc::clone(&app)),
+        app,
+        pool,
+    };
+    t.listen().await;
+    // A widget of the demo user's whose entry expires after a second.
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO app.dashboard_widgets (dashboard_id, owner_id, widget_type, data_source, refresh_interval)
+         SELECT dashboard_id, owner_id, 'chart', '{\"table\": \"servers\", \"groupBy\": \"region\"}', 1
+         FROM app.dashboard_widgets LIMIT 1 RETURNING id",
+    )
+    .fetch_one(&t.pool)
+    .await
+    .unwrap();
+    let token = user(DEMO_USER);
+    let ask = || {
+        t.request(
+            Method::POST,
+            "/functions/v1/widget-data",
+            Some(&token),
+            Some(json!({"widget_id": id})),
+        )
+    };
+    let fresh = ask().await;
+    assert_eq!(fresh.status, StatusCode::OK, "{}", fresh.body);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    pg.stop().await.unwrap();
+    let stale = ask().await;
+    assert_eq!(stale.status, StatusCode::OK, "{}", stale.body);
+    assert_eq!(stale.headers["x-cache"], "stale");
+    assert_eq!(stale.body["data"], fresh.body["data"]);
+    // Another user never loaded it: nothing to go on but a 503.
+    let other = t
+        .request(
+            Method::POST,
+            "/functions/v1/widget-data",
+            Some(&user("00000000-0000-4000-8000-000000000001")),
+            Some(json!({"widget_id": id})),
+        )
+        .await;
+    assert_eq!(
+        other.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        other.body
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

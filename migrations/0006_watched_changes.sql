@@ -23,18 +23,22 @@
 -- that starts later (base marker) never mistakes an old entry for current.
 
 -- Written as variable initialisers and IF conditions, which PL/pgSQL
--- evaluates without starting an executor, unlike PERFORM.
+-- evaluates without starting an executor, unlike PERFORM. No `SET
+-- search_path` clause (it costs every write a configuration save and
+-- restore): every function is schema-qualified instead, and the types are
+-- SQL keywords, so a writer's search_path cannot redirect any of it.
 CREATE OR REPLACE FUNCTION app.notify_data_change() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SECURITY DEFINER AS $$
 DECLARE
-  n bigint := nextval('app.data_version');
-  writing text := pg_advisory_xact_lock_shared(1464139777, TG_RELID::integer)::text;
-  unwatched boolean := pg_try_advisory_lock(1464139778, TG_RELID::integer);
+  n bigint := pg_catalog.nextval('app.data_version'::pg_catalog.regclass);
+  writing boolean := pg_catalog.pg_advisory_xact_lock_shared(1464139777, TG_RELID::integer) IS NULL;
+  unwatched boolean := pg_catalog.pg_try_advisory_lock(1464139778, TG_RELID::integer);
 BEGIN
   IF unwatched THEN
-    unwatched := pg_advisory_unlock(1464139778, TG_RELID::integer);
+    unwatched := pg_catalog.pg_advisory_unlock(1464139778, TG_RELID::integer);
   ELSE
-    PERFORM pg_notify('widget_data_changes', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME || ':' || n);
+    PERFORM pg_catalog.pg_notify('widget_data_changes',
+      pg_catalog.concat(TG_TABLE_SCHEMA, '.', TG_TABLE_NAME, ':', n));
   END IF;
   RETURN NULL;
 END

@@ -5,9 +5,10 @@ use crate::auth::JwtVerifier;
 use crate::cache::{self, Cache};
 use crate::config::Config;
 use crate::plan::Limits;
-use crate::schema::{self, SchemaCache};
+use crate::schema::{self, SchemaCache, Table};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -22,12 +23,15 @@ pub struct App {
     /// Saved widgets as last loaded, for stale-if-error.
     pub widget_definitions: crate::widgets::Remembered,
     schema: RwLock<Arc<SchemaCache>>,
+    /// The dashboard tables served at `/rest/v1`.
+    rest_tables: RwLock<Arc<HashMap<String, Arc<Table>>>>,
 }
 
 impl App {
     /// Loads the schema cache; fails when the database cannot be read.
     pub async fn new(config: Config, pool: PgPool) -> Result<Arc<Self>, sqlx::Error> {
         let schema = schema::load(&pool, &config.exposed_schemas).await?;
+        let rest_tables = load_rest_tables(&pool).await?;
         Ok(Arc::new(Self {
             jwt: JwtVerifier::new(
                 &config.jwt_secret,
@@ -39,6 +43,7 @@ impl App {
                 max_rows: config.max_rows,
             },
             schema: RwLock::new(Arc::new(schema)),
+            rest_tables: RwLock::new(Arc::new(rest_tables)),
             cache: Cache::new(
                 usize::try_from(config.cache_memory_mb.saturating_mul(1 << 20))
                     .unwrap_or(usize::MAX),
@@ -56,6 +61,15 @@ impl App {
         Arc::clone(&self.schema.read().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// A table served at `/rest/v1`, by name.
+    pub fn rest_table(&self, name: &str) -> Option<Arc<Table>> {
+        self.rest_tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
     /// Installs change tracking on new tables, then reloads the cache.
     pub async fn reload_schema(&self) -> Result<(), sqlx::Error> {
         match schema::track_changes(&self.pool, &self.config.exposed_schemas).await {
@@ -67,6 +81,8 @@ impl App {
         let fresh = schema::load(&self.pool, &self.config.exposed_schemas).await?;
         tracing::info!(tables = fresh.len(), "schema cache loaded");
         *self.schema.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+        let rest = load_rest_tables(&self.pool).await?;
+        *self.rest_tables.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rest);
         Ok(())
     }
 
@@ -161,4 +177,14 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// The dashboard tables' columns, from the catalogs like any other table.
+async fn load_rest_tables(pool: &PgPool) -> Result<HashMap<String, Arc<Table>>, sqlx::Error> {
+    let app_schema = schema::load(pool, &[crate::rest::SCHEMA.to_owned()]).await?;
+    Ok(app_schema
+        .tables()
+        .filter(|t| crate::rest::TABLES.contains(&t.name.as_str()))
+        .map(|t| (t.name.clone(), Arc::new(t.clone())))
+        .collect())
 }

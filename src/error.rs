@@ -34,6 +34,10 @@ pub enum ApiError {
     Forbidden { message: &'static str },
     #[error("{what} not found")]
     NotFound { what: &'static str },
+    /// An object was asked for (`Accept: application/vnd.pgrst.object+json`)
+    /// but the result has `rows` rows.
+    #[error("one row was asked for; the result has {rows}")]
+    NotSingle { rows: usize },
     #[error("no route for {method} {path}")]
     NoRoute { method: String, path: String },
 }
@@ -60,8 +64,11 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ApiError::NotSingle { .. } => StatusCode::NOT_ACCEPTABLE,
             ApiError::Exec(e) => match e {
                 ExecError::PermissionDenied { .. } => StatusCode::FORBIDDEN,
+                ExecError::Rejected { conflict: true, .. } => StatusCode::CONFLICT,
+                ExecError::Rejected { .. } => StatusCode::BAD_REQUEST,
                 ExecError::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 ExecError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 ExecError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -79,8 +86,11 @@ impl ApiError {
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotFound { .. } => "not_found",
             ApiError::NoRoute { .. } => "no_route",
+            ApiError::NotSingle { .. } => "not_single",
             ApiError::Exec(e) => match e {
                 ExecError::PermissionDenied { .. } => "permission_denied",
+                ExecError::Rejected { conflict: true, .. } => "conflict",
+                ExecError::Rejected { .. } => "rejected_by_database",
                 ExecError::Timeout => "query_timeout",
                 ExecError::Unavailable(_) => "database_unavailable",
                 ExecError::Internal(_) => "internal_error",
@@ -106,7 +116,7 @@ impl ApiError {
                 Some("supabase-js sends it when the client has a session or a key".into()),
             ),
             ApiError::Exec(ExecError::PermissionDenied { message }) => (
-                "the caller's role may not read this data".into(),
+                "the caller's role may not do this".into(),
                 Some(serde_json::json!({ "reason": message })),
                 Some("GRANT SELECT on the table to the role, or use a role that has it".into()),
             ),

@@ -32,6 +32,11 @@ pub enum ExecError {
     /// SQLSTATE 57014 (statement_timeout) or our own deadline.
     #[error("query timed out")]
     Timeout,
+    /// The caller's data broke a rule of the table (SQLSTATE class 23:
+    /// unique, foreign key, check, not null) or is not a value of the
+    /// column's type (class 22). `conflict`: a duplicate key.
+    #[error("{message}")]
+    Rejected { message: String, conflict: bool },
     /// Cannot reach PostgreSQL, or it is shutting down.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
@@ -48,6 +53,12 @@ impl From<sqlx::Error> for ExecError {
                     message: db.message().to_owned(),
                 },
                 Some("57014") => ExecError::Timeout,
+                Some(code) if code.starts_with("23") || code.starts_with("22") => {
+                    ExecError::Rejected {
+                        message: db.message().to_owned(),
+                        conflict: code == "23505",
+                    }
+                }
                 // connection exceptions, insufficient resources, operator
                 // intervention (shutdown), cannot connect now
                 Some(code)
@@ -98,5 +109,47 @@ where
     match tokio::time::timeout(timeout + CLIENT_TIMEOUT_GRACE, run).await {
         Ok(result) => result,
         Err(_) => Err(ExecError::Timeout),
+    }
+}
+
+/// A read-write transaction as the caller: for the REST tables, where one
+/// request may write and then check what it wrote before committing.
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, Postgres>,
+}
+
+impl WriteTx {
+    pub async fn begin(
+        pool: &PgPool,
+        principal: &Principal,
+        timeout: Duration,
+    ) -> Result<Self, ExecError> {
+        let mut tx = pool.begin().await?;
+        sqlx::query(PREAMBLE)
+            .bind(principal.role.as_str())
+            .bind(principal.claims.to_string())
+            .bind(timeout.as_millis().to_string())
+            .execute(&mut *tx)
+            .await?;
+        Ok(Self { tx })
+    }
+
+    /// Runs a statement returning one row with one `json` column.
+    pub async fn json<A>(
+        &mut self,
+        sql: impl SqlSafeStr,
+        arguments: A,
+    ) -> Result<Box<RawValue>, ExecError>
+    where
+        A: IntoArguments<Postgres> + Send,
+    {
+        let Json(rows): Json<Box<RawValue>> = sqlx::query_scalar_with(sql, arguments)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(rows)
+    }
+
+    pub async fn commit(self) -> Result<(), ExecError> {
+        Ok(self.tx.commit().await?)
     }
 }

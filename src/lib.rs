@@ -14,6 +14,10 @@
 //! | cache | [`cache`] | answers by key (query, data versions, caller's scope); coalesces misses |
 //! | exec | [`exec`] | runs it in a read-only transaction under the caller's role |
 //!
+//! Beside it: [`rest`] (pure: PostgREST-style requests on the dashboard
+//! tables, rendered by [`sql`] and run by [`exec`] as the caller) and
+//! [`widgets`] (saved widgets: loading, filter layers, checks on save).
+//!
 //! Around them: [`config`] (environment), [`app`] (shared state),
 //! [`embedded`] (a private PostgreSQL for `cargo run` and the tests),
 //! [`db`] (connect, migrate, seed) and [`error`] (the one error type that
@@ -30,6 +34,7 @@ pub mod exec;
 pub mod http;
 pub mod pipeline;
 pub mod plan;
+pub mod rest;
 pub mod schema;
 pub mod sql;
 pub mod widgets;

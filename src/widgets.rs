@@ -1,8 +1,10 @@
-//! Saved widgets: reads a widget's data source, its own filters and its
-//! cache lifetime, under the caller's role, so row-level security decides
-//! whether the caller may see the widget at all.
+//! Saved widgets: reads a widget's data source, its own filters, the
+//! dashboard filter layers that apply to it and its cache lifetime, under
+//! the caller's role, so row-level security decides whether the caller may
+//! see the widget at all. Also checks widgets and data sources as they are
+//! saved (`check_saved`).
 //!
-//! Takes a widget id and a principal; gives a `SavedWidget`. Reads only.
+//! Takes a widget id and a principal; gives a `SavedWidget`.
 
 use crate::app::App;
 use crate::auth::Principal;
@@ -17,10 +19,20 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 /// A widget's own data source, or the `widget_data_sources` row it names.
+/// The filter layers: global defaults (every dashboard's first, then this
+/// dashboard's), then the caller's own preferences for the dashboard.
 const LOAD: &str = "SELECT coalesce(json_agg(w.*), '[]'::json) FROM ( \
     SELECT w.widget_type, w.refresh_interval, \
            coalesce(w.data_source, s.data_source) AS data_source, \
-           coalesce(w.filters, '[]'::jsonb) AS filters \
+           coalesce(w.filters, '[]'::jsonb) AS filters, \
+           (SELECT coalesce(json_agg(json_build_array(g.filter_key, g.value) \
+                                     ORDER BY g.dashboard_id NULLS FIRST, g.created_at, g.id), '[]'::json) \
+            FROM app.global_filter_defaults g \
+            WHERE g.dashboard_id IS NULL OR g.dashboard_id = w.dashboard_id) AS defaults, \
+           (SELECT coalesce(json_agg(json_build_array(p.filter_key, p.value) \
+                                     ORDER BY p.created_at, p.id), '[]'::json) \
+            FROM app.user_filter_preferences p \
+            WHERE p.dashboard_id = w.dashboard_id AND p.user_id = auth.uid()) AS preferences \
     FROM app.dashboard_widgets w \
     LEFT JOIN app.widget_data_sources s ON s.id = w.data_source_id \
     WHERE w.id = $1) w";
@@ -31,6 +43,9 @@ pub struct SavedWidget {
     pub source: DataSource,
     /// The widget's own filters, always applied.
     pub filters: Vec<Filter>,
+    /// Dashboard filter layers, `(column, value)`, in merge order: global
+    /// defaults, then the caller's preferences.
+    pub layers: Vec<(String, serde_json::Value)>,
     /// `refresh_interval`, or the default of the widget's type.
     pub ttl_secs: Option<u64>,
 }
@@ -41,6 +56,8 @@ struct Row {
     refresh_interval: Option<i64>,
     data_source: Option<serde_json::Value>,
     filters: serde_json::Value,
+    defaults: Vec<(String, serde_json::Value)>,
+    preferences: Vec<(String, serde_json::Value)>,
 }
 
 /// Cache lifetime by widget type when `refresh_interval` is null; `None`
@@ -136,6 +153,216 @@ async fn load_now(app: &App, principal: &Principal, id: Uuid) -> Result<SavedWid
         widget_type: row.widget_type,
         source,
         filters,
+        layers: row.defaults.into_iter().chain(row.preferences).collect(),
         ttl_secs,
     })
+}
+
+/// The dashboard filters for a widget query: `layers` (global defaults,
+/// then the user's preferences), then the request's `filters`, where a
+/// later filter on a column replaces an earlier one. A layer's value is a
+/// scalar (equality), a list (`in`), null (`is_null`) or `{"op", "value"}`.
+/// Request filters without a single column (`or`/`and` groups) are kept
+/// as they are, after the rest.
+pub fn merge_filters(layers: &[(String, serde_json::Value)], request: &[Filter]) -> Vec<Filter> {
+    use serde_json::{Value, json};
+    let mut by_column: Vec<(String, Filter)> = Vec::new();
+    let mut groups = Vec::new();
+    let mut put = |column: String, filter: Filter| {
+        by_column.retain(|(c, _)| *c != column);
+        by_column.push((column, filter));
+    };
+    for (column, value) in layers {
+        let filter = match value {
+            Value::Object(o) if o.contains_key("op") => {
+                let mut f = o.clone();
+                f.insert("column".into(), Value::String(column.clone()));
+                Value::Object(f)
+            }
+            Value::Array(items) => json!({"column": column, "op": "in", "value": items}),
+            Value::Null => json!({"column": column, "op": "is_null"}),
+            v => json!({"column": column, "op": "eq", "value": v}),
+        };
+        put(column.clone(), Filter(filter));
+    }
+    for f in request {
+        match f.0.get("column").and_then(Value::as_str) {
+            Some(column) => put(column.to_owned(), f.clone()),
+            None => groups.push(f.clone()),
+        }
+    }
+    by_column
+        .into_iter()
+        .map(|(_, f)| f)
+        .chain(groups)
+        .collect()
+}
+
+/// Checks what a write to the dashboard tables saved, before it commits:
+/// each widget's data source (its own, or the `widget_data_sources` row it
+/// names) with its filters, and each data source row, must compile
+/// against the exposed schema. `rows` are the written rows, all columns.
+pub async fn check_saved(
+    app: &App,
+    tx: &mut exec::WriteTx,
+    table: &str,
+    rows: &[serde_json::Value],
+) -> Result<(), ApiError> {
+    use serde_json::Value;
+    let root = |i: usize, field: &str| {
+        if rows.len() > 1 {
+            format!("body[{i}].{field}")
+        } else {
+            field.to_owned()
+        }
+    };
+    match table {
+        "widget_data_sources" => {
+            for (i, row) in rows.iter().enumerate() {
+                let source = row.get("data_source").unwrap_or(&Value::Null);
+                validate(
+                    app,
+                    source,
+                    &Value::Array(vec![]),
+                    &root(i, "data_source"),
+                    &root(i, "filters"),
+                )?;
+            }
+            Ok(())
+        }
+        "dashboard_widgets" => {
+            let ids: Vec<Uuid> = rows
+                .iter()
+                .filter_map(|r| r.get("id")?.as_str()?.parse().ok())
+                .collect();
+            let mut args = PgArguments::default();
+            args.add(&ids)
+                .map_err(|e| ApiError::Exec(exec::ExecError::Internal(sqlx::Error::Encode(e))))?;
+            let saved = tx
+                .json(
+                    "SELECT coalesce(json_object_agg(w.id, json_build_object( \
+                        'own', w.data_source, 'named', w.data_source_id, \
+                        'referenced', s.data_source, 'filters', w.filters)), '{}'::json) \
+                     FROM app.dashboard_widgets w \
+                     LEFT JOIN app.widget_data_sources s ON s.id = w.data_source_id \
+                     WHERE w.id = ANY($1)",
+                    args,
+                )
+                .await?;
+            let saved: serde_json::Map<String, Value> =
+                serde_json::from_str(saved.get()).map_err(|e| {
+                    ApiError::Exec(exec::ExecError::Internal(sqlx::Error::Decode(Box::new(e))))
+                })?;
+            for (i, row) in rows.iter().enumerate() {
+                let Some(w) = row
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .and_then(|id| saved.get(id))
+                else {
+                    continue;
+                };
+                let source = match (&w["own"], &w["named"], &w["referenced"]) {
+                    (own, _, _) if !own.is_null() => own,
+                    (_, named, referenced) if !named.is_null() => {
+                        if referenced.is_null() {
+                            return Err(invalid_field(
+                                root(i, "data_source_id"),
+                                "no data source with this id is visible to you",
+                            ));
+                        }
+                        referenced
+                    }
+                    _ => {
+                        return Err(invalid_field(
+                            root(i, "data_source"),
+                            "a widget needs a data_source or a data_source_id",
+                        ));
+                    }
+                };
+                validate(
+                    app,
+                    source,
+                    &w["filters"],
+                    &root(i, "data_source"),
+                    &root(i, "filters"),
+                )?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn invalid_field(field: String, message: &str) -> ApiError {
+    ApiError::Plan(crate::plan::PlanError::new(
+        field,
+        crate::plan::PlanErrorKind::InvalidValue(message.to_owned()),
+    ))
+}
+
+/// Plans `source` with `filters` as a query would, naming the field that
+/// is wrong.
+fn validate(
+    app: &App,
+    source: &serde_json::Value,
+    filters: &serde_json::Value,
+    source_root: &str,
+    filters_root: &str,
+) -> Result<(), ApiError> {
+    let source: DataSource = serde_json::from_value(source.clone())
+        .map_err(|e| invalid_field(source_root.to_owned(), &e.to_string()))?;
+    let filters: Vec<Filter> = match filters {
+        serde_json::Value::Null => Vec::new(),
+        f => serde_json::from_value(f.clone())
+            .map_err(|e| invalid_field(filters_root.to_owned(), &e.to_string()))?,
+    };
+    crate::plan::plan(&source, &filters, &app.schema(), &app.limits).map_err(|e| {
+        let e = e.with_source_root(source_root);
+        match e.field().strip_prefix("filters").map(str::to_owned) {
+            Some(rest) if !e.field().starts_with(source_root) => {
+                ApiError::Plan(e.with_field(format!("{filters_root}{rest}")))
+            }
+            _ => ApiError::Plan(e),
+        }
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn later_layers_replace_earlier_ones_on_the_same_column() {
+        let layers = vec![
+            ("region".to_owned(), json!("eu-west-1")),
+            ("status".to_owned(), json!(["Active", "Ready"])),
+            // the user's preference for region replaces the default
+            (
+                "region".to_owned(),
+                json!({"op": "neq", "value": "us-east-1"}),
+            ),
+        ];
+        let request = vec![
+            Filter(json!({"column": "status", "op": "eq", "value": "Offline"})),
+            Filter(json!({"or": [{"column": "cpu_pct", "op": "gt", "value": 90}]})),
+        ];
+        let merged: Vec<_> = merge_filters(&layers, &request)
+            .into_iter()
+            .map(|f| f.0)
+            .collect();
+        assert_eq!(
+            merged,
+            [
+                json!({"column": "region", "op": "neq", "value": "us-east-1"}),
+                json!({"column": "status", "op": "eq", "value": "Offline"}),
+                json!({"or": [{"column": "cpu_pct", "op": "gt", "value": 90}]}),
+            ]
+        );
+        assert_eq!(
+            merge_filters(&[("owner".into(), json!(null))], &[])[0].0,
+            json!({"column": "owner", "op": "is_null"})
+        );
+    }
 }

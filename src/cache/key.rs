@@ -5,7 +5,8 @@
 //! the same answer:
 //!
 //! 1. **the query**: the validated plan's canonical form (not the raw JSON:
-//!    two spellings of one query are one entry), filters already merged;
+//!    two spellings of one query are one entry), filters already merged,
+//!    and its lifetime (a widget's new `refresh_interval` is a new entry);
 //! 2. **the data versions** of every table it reads: the last change number
 //!    announced for each (`migrations/0004`, `0006`, `watch`), so any committed write makes
 //!    new keys and old entries unreachable;
@@ -61,7 +62,12 @@ pub fn per_user(plan: &QueryPlan, principal: &Principal) -> bool {
 }
 
 /// `versions` are `(table, version)` for every table the plan reads.
-pub fn key(plan: &QueryPlan, versions: &[(String, String)], principal: &Principal) -> Key {
+pub fn key(
+    plan: &QueryPlan,
+    ttl_secs: u64,
+    versions: &[(String, String)],
+    principal: &Principal,
+) -> Key {
     let mut h = Sha256::new();
     // Each part is length-prefixed so no two inputs run together.
     let mut part = |bytes: &[u8]| {
@@ -70,6 +76,7 @@ pub fn key(plan: &QueryPlan, versions: &[(String, String)], principal: &Principa
     };
     part(b"widget-data cache key v1");
     part(plan.canonical());
+    part(&ttl_secs.to_le_bytes());
     for (table, version) in versions {
         part(table.as_bytes());
         part(version.as_bytes());

@@ -138,10 +138,10 @@ impl Cache {
     /// The key for `plan` as asked by `principal`, or `None` when its
     /// result must not be cached (it reads an untracked table, or changes
     /// are not being heard right now).
-    pub fn key(&self, plan: &QueryPlan, principal: &Principal) -> Option<Key> {
+    pub fn key(&self, plan: &QueryPlan, ttl_secs: u64, principal: &Principal) -> Option<Key> {
         let tables = tracked_tables(plan)?;
         let versions = self.versions.of(tables.iter().map(String::as_str))?;
-        Some(key::key(plan, &versions, principal))
+        Some(key::key(plan, ttl_secs, &versions, principal))
     }
 
     /// A fresh entry for `key`, counting the hit.
@@ -262,12 +262,19 @@ impl Cache {
     /// An entry for the same query and scope at the last data versions
     /// heard, however old: served, marked stale, when the database cannot
     /// answer.
-    pub fn stale(&self, plan: &QueryPlan, principal: &Principal) -> Option<Arc<Entry>> {
+    pub fn stale(
+        &self,
+        plan: &QueryPlan,
+        ttl_secs: u64,
+        principal: &Principal,
+    ) -> Option<Arc<Entry>> {
         let tables = tracked_tables(plan)?;
         let versions = self
             .versions
             .last_known(tables.iter().map(String::as_str))?;
-        let entry = self.memory().get(&key::key(plan, &versions, principal))?;
+        let entry = self
+            .memory()
+            .get(&key::key(plan, ttl_secs, &versions, principal))?;
         self.stats.stale_serves.fetch_add(1, Relaxed);
         Some(entry)
     }

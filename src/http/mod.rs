@@ -6,6 +6,7 @@ mod caller;
 mod cors;
 mod docs;
 mod health;
+mod rest;
 mod widget_data;
 
 pub use caller::Caller;
@@ -78,7 +79,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(app: Arc<App>) -> Router {
     let (api, doc) = api_router();
     let doc = Arc::new(doc);
-    api.merge(docs::router(doc))
+    api.route(
+        "/rest/v1/{table}",
+        axum::routing::get(rest::read)
+            .post(rest::write)
+            .patch(rest::write)
+            .delete(rest::write),
+    )
+    .merge(docs::router(doc))
         .fallback(|req: Request<axum::body::Body>| async move {
             ApiError::NoRoute {
                 method: req.method().to_string(),

@@ -118,7 +118,14 @@ pub async fn query_widget_data(
             force_refresh,
         },
         None => {
-            let request: WidgetDataRequest = parse_json(&bytes)?;
+            let request: serde_json::Value = parse_json(&bytes)?;
+            if request.get("action").is_some() {
+                return action(&app, &principal, request).await;
+            }
+            let request: WidgetDataRequest =
+                serde_json::from_value(request).map_err(|e| ApiError::InvalidBody {
+                    message: format!("invalid request body: {e}"),
+                })?;
             match (request.config, request.widget_id) {
                 (Some(source), None) => {
                     let plan =
@@ -192,6 +199,69 @@ fn format_max_age(buf: &mut [u8; 48], seconds: i64) -> &str {
     let _ = write!(cursor, "private, max-age={seconds}");
     let len = cursor.position() as usize;
     std::str::from_utf8(&buf[..len]).unwrap_or("private, no-cache")
+}
+
+/// Seed 004's action form: `{"action": "create_widget" | "update_widget" |
+/// "delete_widget", "widget": {...}}`, the same as the `/rest/v1`
+/// operations on `dashboard_widgets` (validation and ownership included).
+/// Answers `{"data": <the widget row>}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WidgetAction {
+    /// `create_widget`, `update_widget` or `delete_widget`.
+    action: String,
+    /// The widget's columns; `id` names the widget to update or delete.
+    #[schema(value_type = Object)]
+    widget: serde_json::Value,
+}
+
+async fn action(
+    app: &App,
+    principal: &crate::auth::Principal,
+    request: serde_json::Value,
+) -> Result<Response, ApiError> {
+    use axum::http::{Method, StatusCode};
+    let request: WidgetAction =
+        serde_json::from_value(request).map_err(|e| ApiError::InvalidBody {
+            message: format!("invalid action: {e}"),
+        })?;
+    let mut widget = request.widget;
+    let by_id = |widget: &mut serde_json::Value| {
+        let id = widget
+            .as_object_mut()
+            .and_then(|w| w.remove("id"))
+            .and_then(|id| id.as_str().map(str::to_owned))
+            .ok_or_else(|| ApiError::InvalidBody {
+                message: format!("{}: widget.id is required", request.action),
+            })?;
+        Ok::<_, ApiError>(vec![("id".to_owned(), format!("eq.{id}"))])
+    };
+    let (method, params, status) = match request.action.as_str() {
+        "create_widget" => (Method::POST, Vec::new(), StatusCode::CREATED),
+        "update_widget" => (Method::PATCH, by_id(&mut widget)?, StatusCode::OK),
+        "delete_widget" => (Method::DELETE, by_id(&mut widget)?, StatusCode::OK),
+        other => {
+            return Err(ApiError::InvalidBody {
+                message: format!(
+                    "unknown action {other:?}: use create_widget, update_widget or delete_widget"
+                ),
+            });
+        }
+    };
+    let (rows, _) = super::rest::change(
+        app,
+        principal,
+        "dashboard_widgets",
+        &method,
+        &params,
+        &widget,
+    )
+    .await?;
+    let row = rows
+        .into_iter()
+        .next()
+        .ok_or(ApiError::NotFound { what: "widget" })?;
+    Ok((status, Json(serde_json::json!({ "data": row }))).into_response())
 }
 
 /// Reads at most `BODY_LIMIT_BYTES`.

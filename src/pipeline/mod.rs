@@ -72,13 +72,16 @@ pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answ
         Source::Config(plan) => (Arc::clone(plan), app.config.cache_default_ttl_secs, None),
         Source::Widget(id) => {
             let widget = widgets::load(app, principal, *id).await?;
-            // The widget's own filters always apply; the request's are
-            // ANDed on top.
+            // The widget's own filters always apply; on top of them the
+            // dashboard layers and the request's, merged by column.
             let filters: Vec<Filter> = widget
                 .filters
                 .iter()
-                .chain(&query.runtime_filters)
                 .cloned()
+                .chain(widgets::merge_filters(
+                    &widget.layers,
+                    &query.runtime_filters,
+                ))
                 .collect();
             let plan = plan::plan(&widget.source, &filters, &app.schema(), &app.limits)
                 .map_err(|e| e.with_source_root("data_source"))?;
@@ -89,7 +92,7 @@ pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answ
             )
         }
     };
-    let key = app.cache.key(&plan, principal);
+    let key = app.cache.key(&plan, ttl_secs, principal);
     if let Some(key) = &key
         && !query.force_refresh
         && let Some(entry) = app.cache.fresh(key, Utc::now())
@@ -127,7 +130,7 @@ pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answ
         // Stale-if-error: an old answer beats none when PostgreSQL cannot
         // give a new one.
         Err(ApiError::Exec(e @ (ExecError::Unavailable(_) | ExecError::Timeout))) => {
-            match app.cache.stale(&plan, principal) {
+            match app.cache.stale(&plan, ttl_secs, principal) {
                 Some(entry) => {
                     tracing::warn!(error = %e, "database could not answer; serving a stale entry");
                     Ok(Answer {

@@ -112,6 +112,12 @@ impl PlanError {
 
     /// Reports a source error under another root: a saved widget's errors
     /// read `data_source.filters[0]` rather than `config.filters[0]`.
+    /// The same error at another field.
+    pub fn with_field(mut self, field: String) -> Self {
+        self.field = field;
+        self
+    }
+
     pub fn with_source_root(mut self, root: &str) -> Self {
         if let Some(rest) = self.field.strip_prefix(SOURCE_ROOT) {
             self.field = format!("{root}{rest}");

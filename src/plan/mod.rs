@@ -15,7 +15,7 @@ mod value;
 mod tests;
 
 pub use error::{PlanError, PlanErrorKind};
-pub use filter::{CmpOp, Cond, Test};
+pub use filter::{CmpOp, Cond, FilterPlanner, Test};
 pub use source::{AggFn, DataSource, Direction, Filter, Filters, Granularity, MeasureSpec};
 pub use value::Value;
 

@@ -151,7 +151,7 @@ async fn a_write_during_a_slow_fill_never_leaves_the_old_result_current() {
     let source: widget_data::plan::DataSource =
         serde_json::from_value(json!({"table": "servers"})).unwrap();
     let plan = widget_data::plan::plan(&source, &[], &t.app.schema(), &t.app.limits).unwrap();
-    let key = t.app.cache.key(&plan, &principal).unwrap();
+    let key = t.app.cache.key(&plan, 300, &principal).unwrap();
     let pool = t.pool.clone();
     let app = Arc::clone(&t.app);
     let filled_under = key.clone();
@@ -168,7 +168,7 @@ async fn a_write_during_a_slow_fill_never_leaves_the_old_result_current() {
                 .await
                 .unwrap();
             let deadline = Instant::now() + Duration::from_secs(5);
-            while app.cache.key(&plan, &principal).as_ref() == Some(&filled_under) {
+            while app.cache.key(&plan, 300, &principal).as_ref() == Some(&filled_under) {
                 assert!(Instant::now() < deadline, "the write was never announced");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }

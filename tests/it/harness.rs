@@ -194,7 +194,22 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
+        self.request_with(method, path, token, body, &[]).await
+    }
+
+    /// `request` with extra headers (`Prefer`, `Range`, `Accept`, ...).
+    pub async fn request_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(token) = token {
             req = req.header("authorization", format!("Bearer {token}"));
         }

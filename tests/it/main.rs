@@ -6,6 +6,7 @@ mod harness;
 mod auth;
 mod cache;
 mod compile;
+mod dashboards;
 mod e2e;
 mod health;
 mod injection;

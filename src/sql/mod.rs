@@ -15,6 +15,8 @@ use sea_query::{
 };
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
 
+pub mod rest;
+
 /// The statement for `plan`: one row, one `json` column holding the array
 /// of result rows (PostgreSQL renders numbers and timestamps itself, the
 /// way PostgREST has it do).
@@ -115,7 +117,7 @@ fn value(v: &Value) -> Expr {
     }
 }
 
-fn condition(c: &Cond) -> Condition {
+pub(crate) fn condition(c: &Cond) -> Condition {
     match c {
         Cond::All(items) => items
             .iter()

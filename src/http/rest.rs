@@ -1,0 +1,220 @@
+//! `/rest/v1/<table>`: the dashboard tables, PostgREST-style (see `rest`).
+//!
+//! Every statement runs as the caller's role in one transaction, so GRANTs
+//! and the ownership policies of `migrations/0002` decide what a caller
+//! reads and changes. Widget and data-source writes are checked in that
+//! transaction, after the write and before the commit: a data source that
+//! would not compile is a 400 naming the field, and nothing is saved.
+
+use super::Caller;
+use crate::app::App;
+use crate::error::ApiError;
+use crate::exec::{self, WriteTx};
+use crate::rest;
+use crate::schema::Table;
+use crate::sql;
+use crate::widgets;
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use std::sync::Arc;
+
+type Params = Vec<(String, String)>;
+
+/// Bodies larger than this are refused (a page of widgets is far smaller).
+const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
+pub async fn read(
+    State(app): State<Arc<App>>,
+    Caller(principal): Caller,
+    Path(name): Path<String>,
+    Query(params): Query<Params>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let table = table(&app, &name)?;
+    let range = headers.get("range").and_then(|v| v.to_str().ok());
+    let read = rest::read(&table, &params, range)?;
+    let (sql, values) = sql::rest::read(&table, &read);
+    let rows = exec::query_json(
+        &app.pool,
+        &principal,
+        app.config.query_timeout,
+        sqlx::AssertSqlSafe(sql),
+        values,
+    )
+    .await?;
+    let rows: Vec<Value> = parse(rows.get())?;
+    let range = match rows.len() {
+        0 => "*/*".to_owned(),
+        n => format!("{}-{}/*", read.offset, read.offset + n as u64 - 1),
+    };
+    let mut response = respond(&headers, StatusCode::OK, rows)?;
+    if let Ok(v) = HeaderValue::from_str(&range) {
+        response.headers_mut().insert("content-range", v);
+    }
+    Ok(response)
+}
+
+pub async fn write(
+    State(app): State<Arc<App>>,
+    Caller(principal): Caller,
+    method: Method,
+    Path(name): Path<String>,
+    Query(params): Query<Params>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = if method == Method::DELETE {
+        Value::Null
+    } else {
+        json_body(body).await?
+    };
+    let (rows, select) = change(&app, &principal, &name, &method, &params, &body).await?;
+    let status = if method == Method::POST {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let representation = prefers_representation(&headers);
+    if !representation {
+        return Ok(if method == Method::POST {
+            StatusCode::CREATED.into_response()
+        } else {
+            StatusCode::NO_CONTENT.into_response()
+        });
+    }
+    let rows = rows.into_iter().map(|r| project(r, &select)).collect();
+    respond(&headers, status, rows)
+}
+
+/// Inserts (POST), updates (PATCH) or deletes (DELETE) in table `name` as
+/// `principal`, checking saved widgets and data sources before the commit.
+/// Gives the rows written, all columns, and the columns the caller selected.
+pub(super) async fn change(
+    app: &App,
+    principal: &crate::auth::Principal,
+    name: &str,
+    method: &Method,
+    params: &[(String, String)],
+    body: &Value,
+) -> Result<(Vec<Value>, Vec<String>), ApiError> {
+    let table = table(app, name)?;
+    let (sql, values, select) = if method == Method::POST {
+        let insert = rest::insert(&table, params, body)?;
+        let select = insert.select.clone();
+        let (sql, values) = sql::rest::insert(
+            &table,
+            &rest::Insert {
+                select: all(&table),
+                ..insert
+            },
+        );
+        (sql, values, select)
+    } else if method == Method::PATCH {
+        let update = rest::update(&table, params, body)?;
+        let select = update.select.clone();
+        let (sql, values) = sql::rest::update(
+            &table,
+            &rest::Update {
+                select: all(&table),
+                ..update
+            },
+        );
+        (sql, values, select)
+    } else {
+        let delete = rest::delete(&table, params)?;
+        let select = delete.select.clone();
+        let (sql, values) = sql::rest::delete(
+            &table,
+            &rest::Delete {
+                select: all(&table),
+                ..delete
+            },
+        );
+        (sql, values, select)
+    };
+    let mut tx = WriteTx::begin(&app.pool, principal, app.config.query_timeout).await?;
+    let rows: Vec<Value> = parse(tx.json(sqlx::AssertSqlSafe(sql), values).await?.get())?;
+    if *method != Method::DELETE {
+        widgets::check_saved(app, &mut tx, &table.name, &rows).await?;
+    }
+    tx.commit().await?;
+    Ok((rows, select))
+}
+
+/// The served table `name`, from the schema cache.
+fn table(app: &App, name: &str) -> Result<Arc<Table>, ApiError> {
+    app.rest_table(name)
+        .ok_or(ApiError::NotFound { what: "table" })
+}
+
+fn all(table: &Table) -> Vec<String> {
+    table.columns.iter().map(|c| c.name.clone()).collect()
+}
+
+/// Keeps `select`'s columns of a row, in that order.
+fn project(row: Value, select: &[String]) -> Value {
+    match row {
+        Value::Object(mut map) => Value::Object(
+            select
+                .iter()
+                .filter_map(|c| map.remove(c).map(|v| (c.clone(), v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn prefers_representation(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == "return=representation")
+}
+
+/// The rows as JSON, or the one row when the client asked for an object
+/// (supabase-js `.single()`: `Accept: application/vnd.pgrst.object+json`).
+fn respond(
+    headers: &HeaderMap,
+    status: StatusCode,
+    rows: Vec<Value>,
+) -> Result<Response, ApiError> {
+    let single = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("vnd.pgrst.object"));
+    if !single {
+        return Ok((status, Json(rows)).into_response());
+    }
+    if rows.len() != 1 {
+        return Err(ApiError::NotSingle { rows: rows.len() });
+    }
+    let mut response = (status, Json(rows.into_iter().next())).into_response();
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.pgrst.object+json"),
+    );
+    Ok(response)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, ApiError> {
+    serde_json::from_str(json)
+        .map_err(|e| ApiError::Exec(exec::ExecError::Internal(sqlx::Error::Decode(Box::new(e)))))
+}
+
+async fn json_body(body: Body) -> Result<Value, ApiError> {
+    let bytes: Bytes = axum::body::to_bytes(body, BODY_LIMIT_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge {
+            limit_bytes: BODY_LIMIT_BYTES,
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidBody {
+        message: format!("invalid request body: {e}"),
+    })
+}

@@ -1,0 +1,399 @@
+//! `/rest/v1/<table>`: the part of PostgREST's protocol supabase-js speaks,
+//! for the dashboard tables of the `app` schema. Pure: a request's query
+//! string and body in, a validated `Read`, `Insert`, `Update` or `Delete`
+//! out. Filters go through the widget-data planner's filter machinery, so
+//! columns come only from the schema cache and values are typed per column.
+//!
+//! Supported: `select=*|a,b`, `col=op.value` with `eq`, `neq`, `gt`, `gte`,
+//! `lt`, `lte`, `like`, `ilike`, `in.(a,b)`, `is.null` (and `not.is.null`),
+//! `order=a.asc,b.desc[.nullsfirst|.nullslast]`, `limit`, `offset`, the
+//! `Range` header, `columns=` on inserts. Embedded resources, `or=`,
+//! `and=` and other operators are refused with 400 naming the parameter.
+
+use crate::plan::{Cond, Direction, FilterPlanner, PlanError, PlanErrorKind};
+use crate::schema::{ColumnKind, Table};
+use serde_json::{Map, Value};
+
+/// The schema the tables live in; not exposed to widget queries.
+pub const SCHEMA: &str = "app";
+
+/// The tables served, by the name clients use.
+pub const TABLES: &[&str] = &[
+    "dashboards",
+    "dashboard_widgets",
+    "widget_data_sources",
+    "user_filter_preferences",
+    "global_filter_defaults",
+];
+
+/// Largest page a read returns, whatever `limit` says.
+pub const MAX_ROWS: u64 = 1000;
+
+/// Query parameters that are not filters.
+const RESERVED: &[&str] = &[
+    "select",
+    "order",
+    "limit",
+    "offset",
+    "columns",
+    "on_conflict",
+];
+
+pub struct Read {
+    pub select: Vec<String>,
+    pub filter: Option<Cond>,
+    pub order: Vec<Order>,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    pub column: String,
+    pub direction: Direction,
+    /// `Some(true)`: NULLS FIRST.
+    pub nulls_first: Option<bool>,
+}
+
+/// Rows to insert: the columns named (in order) and, per row, each
+/// column's value (`None`: the column's default).
+pub struct Insert {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<Value>>>,
+    pub select: Vec<String>,
+}
+
+pub struct Update {
+    pub set: Vec<(String, Value)>,
+    pub filter: Cond,
+    pub select: Vec<String>,
+}
+
+pub struct Delete {
+    pub filter: Cond,
+    pub select: Vec<String>,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> PlanError {
+    PlanError::new(field, PlanErrorKind::InvalidValue(message.into()))
+}
+
+fn unknown_column(table: &Table, column: &str, field: String) -> PlanError {
+    PlanError::new(
+        field,
+        PlanErrorKind::UnknownColumn {
+            table: table.name.clone(),
+            column: column.to_owned(),
+        },
+    )
+}
+
+/// `select`: every column, or the listed ones.
+pub fn select(table: &Table, params: &[(String, String)]) -> Result<Vec<String>, PlanError> {
+    let Some((_, list)) = params.iter().find(|(k, _)| k == "select") else {
+        return Ok(all_columns(table));
+    };
+    let mut columns = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item == "*" {
+            columns.extend(all_columns(table));
+        } else if item.contains('(') || item.contains(':') || item.contains("->") {
+            return Err(invalid(
+                "query.select",
+                format!("{item:?}: only column names and * are supported"),
+            ));
+        } else if table.column(item).is_some() {
+            columns.push(item.to_owned());
+        } else {
+            return Err(unknown_column(table, item, "query.select".into()));
+        }
+    }
+    if columns.is_empty() {
+        return Ok(all_columns(table));
+    }
+    columns.dedup();
+    Ok(columns)
+}
+
+fn all_columns(table: &Table) -> Vec<String> {
+    table.columns.iter().map(|c| c.name.clone()).collect()
+}
+
+/// Every `col=op.value` parameter, ANDed; `None` when there are none.
+pub fn filter(table: &Table, params: &[(String, String)]) -> Result<Option<Cond>, PlanError> {
+    let mut planner = FilterPlanner::new(table);
+    let mut all = Vec::new();
+    for (key, raw) in params {
+        if RESERVED.contains(&key.as_str()) {
+            continue;
+        }
+        let field = format!("query.{key}");
+        let column = table
+            .column(key)
+            .ok_or_else(|| unknown_column(table, key, field.clone()))?;
+        let (negated, rest) = match raw.strip_prefix("not.") {
+            Some(rest) => (true, rest),
+            None => (false, raw.as_str()),
+        };
+        let (op, value) = rest
+            .split_once('.')
+            .ok_or_else(|| invalid(&field, format!("{raw:?}: expected <operator>.<value>")))?;
+        let json = match (negated, op, value) {
+            (false, "is", "null") => serde_json::json!({"column": key, "op": "is_null"}),
+            (true, "is", "null") => serde_json::json!({"column": key, "op": "not_null"}),
+            (true, _, _) => {
+                return Err(invalid(&field, "only not.is.null may be negated"));
+            }
+            (false, "in", list) => {
+                let inner = list
+                    .strip_prefix('(')
+                    .and_then(|l| l.strip_suffix(')'))
+                    .ok_or_else(|| invalid(&field, "in takes a list: in.(a,b)"))?;
+                let items: Vec<Value> = split_list(inner)
+                    .into_iter()
+                    .map(|v| typed_text(column.kind, &v))
+                    .collect();
+                serde_json::json!({"column": key, "op": "in", "value": items})
+            }
+            (false, "eq" | "neq" | "gt" | "gte" | "lt" | "lte" | "like" | "ilike", v) => {
+                // PostgREST writes LIKE's `%` as `*` in URLs.
+                let v = if matches!(op, "like" | "ilike") {
+                    Value::String(v.replace('*', "%"))
+                } else {
+                    typed_text(column.kind, v)
+                };
+                serde_json::json!({"column": key, "op": op, "value": v})
+            }
+            (false, op, _) => {
+                return Err(invalid(&field, format!("unsupported operator {op:?}")));
+            }
+        };
+        all.push(planner.filter(&json, &field)?);
+    }
+    Ok(match all.len() {
+        0 => None,
+        1 => all.pop(),
+        _ => Some(Cond::All(all)),
+    })
+}
+
+/// A value from a URL, as the JSON the planner types per column.
+fn typed_text(kind: ColumnKind, text: &str) -> Value {
+    let number = || serde_json::from_str::<serde_json::Number>(text).ok();
+    match kind {
+        ColumnKind::Integer | ColumnKind::Float | ColumnKind::Numeric => {
+            number().map_or_else(|| Value::String(text.to_owned()), Value::Number)
+        }
+        ColumnKind::Boolean => match text {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => Value::String(text.to_owned()),
+        },
+        _ => Value::String(text.to_owned()),
+    }
+}
+
+/// `a,"b,c",d` -> `a`, `b,c`, `d`.
+fn split_list(inner: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => quoted = !quoted,
+            '\\' if quoted => current.extend(chars.next()),
+            ',' if !quoted => items.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    if !inner.is_empty() {
+        items.push(current);
+    }
+    items
+}
+
+fn number_param(params: &[(String, String)], name: &str) -> Result<Option<u64>, PlanError> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| {
+            v.parse::<u64>()
+                .map_err(|_| invalid(format!("query.{name}"), format!("{v:?} is not a count")))
+        })
+        .transpose()
+}
+
+/// A read: `select`, filters, `order`, `limit`/`offset` or `Range`.
+pub fn read(
+    table: &Table,
+    params: &[(String, String)],
+    range: Option<&str>,
+) -> Result<Read, PlanError> {
+    let mut order = Vec::new();
+    if let Some((_, list)) = params.iter().find(|(k, _)| k == "order") {
+        for item in list.split(',').filter(|s| !s.is_empty()) {
+            let mut parts = item.split('.');
+            let column = parts.next().unwrap_or_default();
+            if table.column(column).is_none() {
+                return Err(unknown_column(table, column, "query.order".into()));
+            }
+            let mut o = Order {
+                column: column.to_owned(),
+                direction: Direction::Asc,
+                nulls_first: None,
+            };
+            for modifier in parts {
+                match modifier {
+                    "asc" => o.direction = Direction::Asc,
+                    "desc" => o.direction = Direction::Desc,
+                    "nullsfirst" => o.nulls_first = Some(true),
+                    "nullslast" => o.nulls_first = Some(false),
+                    m => {
+                        return Err(invalid("query.order", format!("unknown modifier {m:?}")));
+                    }
+                }
+            }
+            order.push(o);
+        }
+    }
+    let (mut offset, mut limit) = (0, None);
+    // `Range: 0-9` is rows 0 to 9; the parameters win over it.
+    if let Some(range) = range {
+        let (from, to) = range
+            .trim()
+            .split_once('-')
+            .ok_or_else(|| invalid("header.range", format!("{range:?}: expected <from>-<to>")))?;
+        offset = from
+            .parse()
+            .map_err(|_| invalid("header.range", format!("{range:?}: expected <from>-<to>")))?;
+        if !to.is_empty() {
+            let to: u64 = to
+                .parse()
+                .map_err(|_| invalid("header.range", format!("{range:?}: expected <from>-<to>")))?;
+            if to < offset {
+                return Err(invalid("header.range", "the range ends before it starts"));
+            }
+            limit = Some(to - offset + 1);
+        }
+    }
+    if let Some(n) = number_param(params, "offset")? {
+        offset = n;
+    }
+    if let Some(n) = number_param(params, "limit")? {
+        limit = Some(n);
+    }
+    Ok(Read {
+        select: select(table, params)?,
+        filter: filter(table, params)?,
+        order,
+        limit: limit.unwrap_or(MAX_ROWS).min(MAX_ROWS),
+        offset,
+    })
+}
+
+/// A column a body may set: any of the table's (RLS and GRANTs decide the rest).
+fn settable<'a>(table: &Table, key: &'a str, field: String) -> Result<&'a str, PlanError> {
+    if table.column(key).is_none() {
+        return Err(unknown_column(table, key, field));
+    }
+    Ok(key)
+}
+
+/// An insert: one object or an array of them; `columns` (supabase-js sends
+/// it for arrays) limits which keys are used.
+pub fn insert(
+    table: &Table,
+    params: &[(String, String)],
+    body: &Value,
+) -> Result<Insert, PlanError> {
+    let objects: Vec<&Map<String, Value>> = match body {
+        Value::Object(o) => vec![o],
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_object()
+                    .ok_or_else(|| invalid(format!("body[{i}]"), "expected an object"))
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(invalid("body", "expected an object or an array of objects")),
+    };
+    if objects.is_empty() {
+        return Err(invalid("body", "nothing to insert"));
+    }
+    let mut columns: Vec<String> = Vec::new();
+    if let Some((_, list)) = params.iter().find(|(k, _)| k == "columns") {
+        for name in list.split(',') {
+            let name = name.trim().trim_matches('"');
+            settable(table, name, "query.columns".into())?;
+            columns.push(name.to_owned());
+        }
+    } else {
+        for (i, o) in objects.iter().enumerate() {
+            for key in o.keys() {
+                settable(table, key, format!("body[{i}].{key}"))?;
+                if !columns.contains(key) {
+                    columns.push(key.clone());
+                }
+            }
+        }
+    }
+    if columns.is_empty() {
+        return Err(invalid("body", "no columns to insert"));
+    }
+    let rows = objects
+        .iter()
+        .map(|o| columns.iter().map(|c| o.get(c).cloned()).collect())
+        .collect();
+    Ok(Insert {
+        columns,
+        rows,
+        select: select(table, params)?,
+    })
+}
+
+/// An update: a body object and at least one filter.
+pub fn update(
+    table: &Table,
+    params: &[(String, String)],
+    body: &Value,
+) -> Result<Update, PlanError> {
+    let object = body
+        .as_object()
+        .ok_or_else(|| invalid("body", "expected an object of the columns to change"))?;
+    let mut set = Vec::new();
+    for (key, value) in object {
+        settable(table, key, format!("body.{key}"))?;
+        set.push((key.clone(), value.clone()));
+    }
+    if set.is_empty() {
+        return Err(invalid("body", "nothing to change"));
+    }
+    Ok(Update {
+        set,
+        filter: required_filter(table, params)?,
+        select: select(table, params)?,
+    })
+}
+
+pub fn delete(table: &Table, params: &[(String, String)]) -> Result<Delete, PlanError> {
+    Ok(Delete {
+        filter: required_filter(table, params)?,
+        select: select(table, params)?,
+    })
+}
+
+/// PATCH and DELETE without a filter would touch every row the caller may
+/// see: refused, as PostgREST can be configured to.
+fn required_filter(table: &Table, params: &[(String, String)]) -> Result<Cond, PlanError> {
+    filter(table, params)?.ok_or_else(|| {
+        invalid(
+            "query",
+            "a filter is required (e.g. ?id=eq.<id>); refusing to change every row",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests;

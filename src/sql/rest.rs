@@ -1,0 +1,123 @@
+//! The statements of `/rest/v1`: reads, inserts, updates and deletes on the
+//! dashboard tables, each giving its rows as one JSON array.
+//!
+//! Identifiers come from the schema cache (through `rest`), values are bind
+//! parameters cast to the column's type; filters are rendered by the same
+//! code as widget queries' (`condition`).
+
+use super::condition;
+use crate::plan::Direction;
+use crate::rest::{Delete, Insert, Read, SCHEMA, Update};
+use crate::schema::Table;
+use sea_query::{Alias, Expr, Func, NullOrdering, Order, PostgresQueryBuilder, Query, SimpleExpr};
+use sea_query_sqlx::{SqlxBinder, SqlxValues};
+
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn table_ref(table: &Table) -> (Alias, Alias) {
+    (Alias::new(SCHEMA), Alias::new(&table.name))
+}
+
+/// `rows` (a statement's text) as one json array of `select`'s columns.
+fn as_json(rows_cte: &str, select: &[String]) -> String {
+    let columns = select
+        .iter()
+        .map(|c| quoted(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH w AS ({rows_cte}) \
+         SELECT coalesce(array_to_json(array_agg(r.*)), '[]'::json) FROM (SELECT {columns} FROM w) r"
+    )
+}
+
+/// A JSON value as a bind parameter of the column's type: its text (JSON
+/// text for json columns), cast by PostgreSQL, which names a bad value.
+fn value(table: &Table, column: &str, v: &serde_json::Value) -> SimpleExpr {
+    let pg_type = table.column(column).map_or("text", |c| c.pg_type.as_str());
+    let text: Option<String> = match v {
+        serde_json::Value::Null => None,
+        v if pg_type == "json" || pg_type == "jsonb" => Some(v.to_string()),
+        serde_json::Value::String(s) => Some(s.clone()),
+        v => Some(v.to_string()),
+    };
+    Func::cast_as(Expr::val(text), Alias::new(pg_type)).into()
+}
+
+pub fn read(table: &Table, r: &Read) -> (String, SqlxValues) {
+    let mut q = Query::select();
+    q.from(table_ref(table));
+    for c in &r.select {
+        q.column(Alias::new(c));
+    }
+    if let Some(f) = &r.filter {
+        q.cond_where(condition(f));
+    }
+    for o in &r.order {
+        let order = match o.direction {
+            Direction::Asc => Order::Asc,
+            Direction::Desc => Order::Desc,
+        };
+        match o.nulls_first {
+            Some(true) => q.order_by_with_nulls(Alias::new(&o.column), order, NullOrdering::First),
+            Some(false) => q.order_by_with_nulls(Alias::new(&o.column), order, NullOrdering::Last),
+            None => q.order_by(Alias::new(&o.column), order),
+        };
+    }
+    q.limit(r.limit).offset(r.offset);
+    let (rows, values) = q.build_sqlx(PostgresQueryBuilder);
+    (
+        format!("SELECT coalesce(array_to_json(array_agg(r.*)), '[]'::json) FROM ({rows}) r"),
+        values,
+    )
+}
+
+pub fn insert(table: &Table, i: &Insert) -> (String, SqlxValues) {
+    let mut q = Query::insert();
+    q.into_table(table_ref(table))
+        .columns(i.columns.iter().map(Alias::new));
+    for row in &i.rows {
+        let exprs: Vec<SimpleExpr> = i
+            .columns
+            .iter()
+            .zip(row)
+            .map(|(c, v)| match v {
+                Some(v) => value(table, c, v),
+                None => Expr::cust("DEFAULT"),
+            })
+            .collect();
+        q.values_panic(exprs);
+    }
+    q.returning_all();
+    let (sql, values) = q.build_sqlx(PostgresQueryBuilder);
+    (as_json(&sql, &i.select), values)
+}
+
+pub fn update(table: &Table, u: &Update) -> (String, SqlxValues) {
+    let mut q = Query::update();
+    q.table(table_ref(table));
+    let mut set: Vec<(Alias, SimpleExpr)> = u
+        .set
+        .iter()
+        .map(|(c, v)| (Alias::new(c), value(table, c, v)))
+        .collect();
+    if table.column("updated_at").is_some() && !u.set.iter().any(|(c, _)| c == "updated_at") {
+        set.push((Alias::new("updated_at"), Expr::cust("now()")));
+    }
+    q.values(set)
+        .cond_where(condition(&u.filter))
+        .returning_all();
+    let (sql, values) = q.build_sqlx(PostgresQueryBuilder);
+    (as_json(&sql, &u.select), values)
+}
+
+pub fn delete(table: &Table, d: &Delete) -> (String, SqlxValues) {
+    let mut q = Query::delete();
+    q.from_table(table_ref(table))
+        .cond_where(condition(&d.filter))
+        .returning_all();
+    let (sql, values) = q.build_sqlx(PostgresQueryBuilder);
+    (as_json(&sql, &d.select), values)
+}

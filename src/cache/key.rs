@@ -65,7 +65,7 @@ pub fn per_user(plan: &QueryPlan, principal: &Principal) -> bool {
 pub fn key(
     plan: &QueryPlan,
     ttl_secs: u64,
-    versions: &[(String, String)],
+    versions: &[(&str, &str)],
     principal: &Principal,
 ) -> Key {
     let mut h = Sha256::new();

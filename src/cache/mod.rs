@@ -139,9 +139,12 @@ impl Cache {
     /// result must not be cached (it reads an untracked table, or changes
     /// are not being heard right now).
     pub fn key(&self, plan: &QueryPlan, ttl_secs: u64, principal: &Principal) -> Option<Key> {
-        let tables = tracked_tables(plan)?;
-        let versions = self.versions.of(tables.iter().map(String::as_str))?;
-        Some(key::key(plan, ttl_secs, &versions, principal))
+        if !plan.change_tracked() {
+            return None;
+        }
+        self.versions.with(plan.tables_qualified(), |versions| {
+            key::key(plan, ttl_secs, versions, principal)
+        })
     }
 
     /// A fresh entry for `key`, counting the hit.
@@ -268,10 +271,16 @@ impl Cache {
         ttl_secs: u64,
         principal: &Principal,
     ) -> Option<Arc<Entry>> {
-        let tables = tracked_tables(plan)?;
+        if !plan.change_tracked() {
+            return None;
+        }
         let versions = self
             .versions
-            .last_known(tables.iter().map(String::as_str))?;
+            .last_known(plan.tables_qualified().iter().map(String::as_str))?;
+        let versions: Vec<(&str, &str)> = versions
+            .iter()
+            .map(|(t, v)| (t.as_str(), v.as_str()))
+            .collect();
         let entry = self
             .memory()
             .get(&key::key(plan, ttl_secs, &versions, principal))?;
@@ -286,15 +295,4 @@ impl Cache {
     fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Flight>> {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// The `schema.table` names a cacheable plan reads; `None` when its result
-/// must not be cached (it reads a table whose writes are not announced).
-fn tracked_tables(plan: &QueryPlan) -> Option<Vec<String>> {
-    plan.change_tracked().then(|| {
-        plan.tables()
-            .iter()
-            .map(|(s, t)| format!("{s}.{t}"))
-            .collect()
-    })
 }

@@ -61,6 +61,19 @@ impl Versions {
         inner.versions(inner.last_base.as_ref()?, tables)
     }
 
+    /// Calls `f` with `(table, version)` for each of `tables`, without
+    /// copying them (the cache-hit path); `None` when changes are not being
+    /// heard.
+    pub fn with<R>(&self, tables: &[String], f: impl FnOnce(&[(&str, &str)]) -> R) -> Option<R> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let base = inner.base.as_deref()?;
+        let pairs: Vec<(&str, &str)> = tables
+            .iter()
+            .map(|t| (t.as_str(), inner.tables.get(t).map_or(base, String::as_str)))
+            .collect();
+        Some(f(&pairs))
+    }
+
     /// The versions of `tables` (`schema.table`), or `None` when changes
     /// are not being heard.
     pub fn of<'a>(

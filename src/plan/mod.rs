@@ -59,6 +59,9 @@ pub struct QueryPlan {
     /// The tables whose writes can change the answer (a view's base tables).
     #[serde(skip)]
     reads: Vec<(String, String)>,
+    /// `reads` as `schema.table`, the names change notifications use.
+    #[serde(skip)]
+    reads_qualified: Vec<String>,
     /// Every table in `reads` announces its writes.
     #[serde(skip)]
     tracked: bool,
@@ -130,6 +133,10 @@ impl QueryPlan {
     /// Every table the query reads, as `(schema, name)`.
     pub fn tables(&self) -> &[(String, String)] {
         &self.reads
+    }
+    /// The same, as `schema.table`.
+    pub fn tables_qualified(&self) -> &[String] {
+        &self.reads_qualified
     }
     /// The canonical form: the same question written two ways gives the
     /// same bytes.
@@ -250,6 +257,11 @@ pub fn plan(
         table: table.name.clone(),
         rls: table.rls_enabled,
         reads: table.reads.clone(),
+        reads_qualified: table
+            .reads
+            .iter()
+            .map(|(s, t)| format!("{s}.{t}"))
+            .collect(),
         tracked: table.change_tracked && !table.reads.is_empty(),
         canonical: std::sync::Arc::from([]),
         bucket,

@@ -132,3 +132,35 @@ fn an_update_stamps_updated_at() {
         "{sql}"
     );
 }
+
+#[test]
+fn every_comparison_operator_renders_its_sql_operator() {
+    let t = widgets();
+    for (op, sql_op) in [
+        ("eq", "="),
+        ("neq", "<>"),
+        ("gt", ">"),
+        ("gte", ">="),
+        ("lt", "<"),
+        ("lte", "<="),
+    ] {
+        let r = read(&t, &params(&format!("refresh_interval={op}.60")), None).unwrap();
+        let (sql, _) = sql::rest::read(&t, &r);
+        assert!(
+            sql.contains(&format!(r#"WHERE "refresh_interval" {sql_op} $1"#)),
+            "{op}: {sql}"
+        );
+    }
+    let r = read(
+        &t,
+        &params("refresh_interval=not.is.null&title=ilike.*board*"),
+        None,
+    )
+    .unwrap();
+    let (sql, values) = sql::rest::read(&t, &r);
+    assert!(
+        sql.contains(r#""refresh_interval" IS NOT NULL AND ("title" ILIKE $1)"#),
+        "{sql}"
+    );
+    assert!(format!("{values:?}").contains("%board%"), "{values:?}");
+}

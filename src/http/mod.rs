@@ -7,6 +7,7 @@ mod cors;
 mod docs;
 mod health;
 mod rest;
+mod rest_doc;
 mod widget_data;
 
 pub use caller::Caller;
@@ -61,13 +62,15 @@ impl utoipa::Modify for BearerAuth {
 }
 
 fn api_router() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(widget_data::query_widget_data))
         .routes(routes!(widget_data::get_widget_data_stats))
         .routes(routes!(widget_data::get_metrics))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
-        .split_for_parts()
+        .split_for_parts();
+    // `/rest/v1` is routed generically (below); its description is per table.
+    (api, doc.merge_from(rest_doc::RestDoc::openapi()))
 }
 
 /// The OpenAPI document, generated from the code.

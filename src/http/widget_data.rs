@@ -25,16 +25,15 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WidgetDataRequest {
-    /// An ad-hoc data source: `{ "table", "aggregation", "column", "aggregations", "groupBy",
-    /// "timeBucket", "filters", "orderBy", "limit" }`.
-    #[schema(value_type = Option<Object>, example = json!({"table": "servers", "aggregation": "count", "groupBy": "status"}))]
+    /// An ad-hoc data source.
     config: Option<DataSource>,
     /// A saved widget whose data source is queried.
     #[serde(alias = "widget_instance_id")]
     widget_id: Option<uuid::Uuid>,
-    /// Runtime filters, ANDed onto the data source's own.
+    /// Runtime filters: ANDed onto an ad-hoc data source's own; for a saved
+    /// widget, merged over the dashboard's defaults and the user's
+    /// preferences (a filter on a column replaces theirs).
     #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
     filters: Vec<Filter>,
     /// Recompute instead of answering from the cache.
     #[serde(default)]
@@ -81,14 +80,15 @@ impl WidgetDataResponse<'_> {
     path = "/functions/v1/widget-data",
     tag = "widget-data",
     operation_id = "query_widget_data",
-    request_body = WidgetDataRequest,
+    request_body = WidgetDataBody,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The widget's rows", body = WidgetDataResponse,
+        (status = 200, description = "The widget's rows (or, for update_widget and delete_widget, the widget)", body = WidgetDataOk,
             headers(
                 ("x-cache" = String, description = "hit, miss, coalesced or stale"),
                 ("cache-control" = String, description = "private, max-age=<seconds until expires_at>"),
             )),
+        (status = 201, description = "create_widget: the widget created", body = WidgetActionResponse),
         (status = 400, description = "The body or its data source is invalid; `details.field` names what", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "The token's role, or the role's privileges, forbid it", body = ErrorBody),
@@ -201,6 +201,33 @@ fn format_max_age(buf: &mut [u8; 48], seconds: i64) -> &str {
     std::str::from_utf8(&buf[..len]).unwrap_or("private, no-cache")
 }
 
+/// The body of `POST /functions/v1/widget-data`: a query, or an action.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum WidgetDataBody {
+    Query(Box<WidgetDataRequest>),
+    Action(WidgetAction),
+}
+
+/// A 200 answer: rows for a query, the widget for `update_widget` and
+/// `delete_widget`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum WidgetDataOk<'a> {
+    Rows(WidgetDataResponse<'a>),
+    Action(WidgetActionResponse),
+}
+
+/// What an action answers.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WidgetActionResponse {
+    /// The widget row created, updated or deleted.
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
+}
+
 /// Seed 004's action form: `{"action": "create_widget" | "update_widget" |
 /// "delete_widget", "widget": {...}}`, the same as the `/rest/v1`
 /// operations on `dashboard_widgets` (validation and ownership included).
@@ -261,7 +288,7 @@ async fn action(
         .into_iter()
         .next()
         .ok_or(ApiError::NotFound { what: "widget" })?;
-    Ok((status, Json(serde_json::json!({ "data": row }))).into_response())
+    Ok((status, Json(WidgetActionResponse { data: row })).into_response())
 }
 
 /// Reads at most `BODY_LIMIT_BYTES`.

@@ -1,0 +1,334 @@
+//! The OpenAPI description of `/rest/v1/<table>`: one set of operations per
+//! dashboard table, with its row and write shapes. The handlers themselves
+//! are generic over the table (`rest.rs`); these functions only carry the
+//! documentation and are never routed.
+#![allow(dead_code)]
+
+use crate::error::ErrorBody;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use uuid::Uuid;
+
+/// The PostgREST parameters every read accepts; filters are
+/// `<column>=<op>.<value>` (`eq`, `neq`, `gt`, `gte`, `lt`, `lte`, `like`,
+/// `ilike`, `in.(a,b)`, `is.null`, `not.is.null`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadParams {
+    /// `*` or a comma-separated column list.
+    select: Option<String>,
+    /// `col.asc|desc[.nullsfirst|.nullslast]`, comma-separated.
+    order: Option<String>,
+    /// At most 1000 rows.
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+/// Parameters of writes: the columns of the representation returned.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WriteParams {
+    /// `*` or a comma-separated column list of the returned rows.
+    select: Option<String>,
+}
+
+macro_rules! filters {
+    ($name:ident { $($column:ident),* $(,)? }) => {
+        /// Filters on the table's columns, e.g. `id=eq.<uuid>`.
+        #[derive(IntoParams)]
+        #[into_params(parameter_in = Query)]
+        pub struct $name {
+            $(
+                #[param(example = "eq.value")]
+                $column: Option<String>,
+            )*
+        }
+    };
+}
+
+filters!(DashboardFilters {
+    id,
+    owner_id,
+    name,
+    description,
+    created_at,
+    updated_at
+});
+filters!(WidgetFilters {
+    id,
+    dashboard_id,
+    owner_id,
+    title,
+    widget_type,
+    data_source_id,
+    refresh_interval,
+    created_at,
+    updated_at
+});
+filters!(DataSourceFilters {
+    id,
+    owner_id,
+    name,
+    created_at,
+    updated_at
+});
+filters!(PreferenceFilters {
+    id,
+    user_id,
+    dashboard_id,
+    filter_key,
+    created_at
+});
+filters!(DefaultFilters {
+    id,
+    dashboard_id,
+    filter_key,
+    created_at
+});
+
+#[derive(ToSchema)]
+pub struct Dashboard {
+    id: Uuid,
+    owner_id: Uuid,
+    name: String,
+    description: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// A dashboard to insert or the columns to change.
+#[derive(ToSchema)]
+pub struct DashboardWrite {
+    name: Option<String>,
+    description: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct DashboardWidget {
+    id: Uuid,
+    dashboard_id: Uuid,
+    owner_id: Uuid,
+    title: String,
+    /// `metric`, `chart`, `stat`, `gauge`, `table`, `summary` or `trend`.
+    widget_type: String,
+    #[schema(value_type = Object)]
+    position: Value,
+    #[schema(value_type = Object)]
+    config: Value,
+    data_source: Option<crate::plan::DataSource>,
+    data_source_id: Option<Uuid>,
+    filters: Vec<crate::plan::Filter>,
+    /// Seconds an answer is cached; null: the widget type's default.
+    refresh_interval: Option<i32>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// A widget to insert or the columns to change. Its `data_source` (or the
+/// one `data_source_id` names) and `filters` must compile.
+#[derive(ToSchema)]
+pub struct DashboardWidgetWrite {
+    dashboard_id: Option<Uuid>,
+    title: Option<String>,
+    widget_type: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    position: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    config: Option<Value>,
+    data_source: Option<crate::plan::DataSource>,
+    data_source_id: Option<Uuid>,
+    filters: Option<Vec<crate::plan::Filter>>,
+    #[schema(minimum = 1)]
+    refresh_interval: Option<i32>,
+}
+
+#[derive(ToSchema)]
+pub struct WidgetDataSource {
+    id: Uuid,
+    owner_id: Uuid,
+    name: String,
+    data_source: crate::plan::DataSource,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(ToSchema)]
+pub struct WidgetDataSourceWrite {
+    name: Option<String>,
+    data_source: Option<crate::plan::DataSource>,
+}
+
+/// A user's value for one dashboard filter: a scalar (equality), a list
+/// (`in`) or `{"op", "value"}`.
+#[derive(ToSchema)]
+pub struct UserFilterPreference {
+    id: Uuid,
+    user_id: Uuid,
+    dashboard_id: Uuid,
+    /// A column name.
+    filter_key: String,
+    value: Value,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(ToSchema)]
+pub struct UserFilterPreferenceWrite {
+    dashboard_id: Option<Uuid>,
+    filter_key: Option<String>,
+    value: Option<Value>,
+}
+
+/// A filter default for one dashboard, or every dashboard (null
+/// `dashboard_id`). Written by `service_role` only.
+#[derive(ToSchema)]
+pub struct GlobalFilterDefault {
+    id: Uuid,
+    dashboard_id: Option<Uuid>,
+    filter_key: String,
+    value: Value,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(ToSchema)]
+pub struct GlobalFilterDefaultWrite {
+    dashboard_id: Option<Uuid>,
+    filter_key: Option<String>,
+    value: Option<Value>,
+}
+
+macro_rules! table {
+    ($module:ident, $path:literal, $row:ty, $write:ty, $filters:ty) => {
+        pub mod $module {
+            use super::*;
+
+            /// Reads rows the caller may see.
+            #[utoipa::path(get, path = $path, tag = "rest",
+                operation_id = concat!("list_", stringify!($module)),
+                params(ReadParams, $filters,
+                    ("Range" = Option<String>, Header, description = "`<from>-<to>`, rows counted from 0"),
+                    ("Accept" = Option<String>, Header, description = "`application/vnd.pgrst.object+json` for exactly one row as an object")),
+                security(("bearer" = [])),
+                responses(
+                    (status = 200, description = "The rows", body = Vec<$row>,
+                        headers(("content-range" = String, description = "`<from>-<to>/*`, or `*/*` when empty"))),
+                    (status = 400, description = "A parameter is invalid; `details.field` names it", body = ErrorBody),
+                    (status = 401, description = "Missing or invalid token", body = ErrorBody),
+                    (status = 403, description = "The role may not read the table", body = ErrorBody),
+                    (status = 406, description = "An object was asked for and the result is not one row", body = ErrorBody),
+                ))]
+            pub fn list() {}
+
+            /// Inserts one row or an array of rows.
+            #[utoipa::path(post, path = $path, tag = "rest",
+                operation_id = concat!("create_", stringify!($module)),
+                params(WriteParams,
+                    ("Prefer" = Option<String>, Header, description = "`return=representation` for the rows, else an empty 201")),
+                request_body(content = Vec<$write>, description = "An object or an array of them"),
+                security(("bearer" = [])),
+                responses(
+                    (status = 201, description = "Created; the rows with `Prefer: return=representation`", body = Vec<$row>),
+                    (status = 400, description = "Invalid body or a value the table refuses; `details.field` names it", body = ErrorBody),
+                    (status = 401, description = "Missing or invalid token", body = ErrorBody),
+                    (status = 403, description = "Not the caller's to write", body = ErrorBody),
+                    (status = 409, description = "A row with this key exists", body = ErrorBody),
+                    (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+                ))]
+            pub fn create() {}
+
+            /// Changes the rows the filters select (at least one filter).
+            #[utoipa::path(patch, path = $path, tag = "rest",
+                operation_id = concat!("update_", stringify!($module)),
+                params(WriteParams, $filters,
+                    ("Prefer" = Option<String>, Header, description = "`return=representation` for the rows, else 204")),
+                request_body = $write,
+                security(("bearer" = [])),
+                responses(
+                    (status = 200, description = "The changed rows", body = Vec<$row>),
+                    (status = 204, description = "Changed"),
+                    (status = 400, description = "No filter, an invalid body, or a value the table refuses", body = ErrorBody),
+                    (status = 401, description = "Missing or invalid token", body = ErrorBody),
+                    (status = 403, description = "Not the caller's to write", body = ErrorBody),
+                    (status = 409, description = "A row with this key exists", body = ErrorBody),
+                    (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+                ))]
+            pub fn update() {}
+
+            /// Deletes the rows the filters select (at least one filter).
+            #[utoipa::path(delete, path = $path, tag = "rest",
+                operation_id = concat!("delete_", stringify!($module)),
+                params(WriteParams, $filters,
+                    ("Prefer" = Option<String>, Header, description = "`return=representation` for the rows, else 204")),
+                security(("bearer" = [])),
+                responses(
+                    (status = 200, description = "The deleted rows", body = Vec<$row>),
+                    (status = 204, description = "Deleted"),
+                    (status = 400, description = "No filter, or an invalid one", body = ErrorBody),
+                    (status = 401, description = "Missing or invalid token", body = ErrorBody),
+                    (status = 403, description = "Not the caller's to delete", body = ErrorBody),
+                ))]
+            pub fn delete() {}
+        }
+    };
+}
+
+table!(
+    dashboards,
+    "/rest/v1/dashboards",
+    Dashboard,
+    DashboardWrite,
+    DashboardFilters
+);
+table!(
+    dashboard_widgets,
+    "/rest/v1/dashboard_widgets",
+    DashboardWidget,
+    DashboardWidgetWrite,
+    WidgetFilters
+);
+table!(
+    widget_data_sources,
+    "/rest/v1/widget_data_sources",
+    WidgetDataSource,
+    WidgetDataSourceWrite,
+    DataSourceFilters
+);
+table!(
+    user_filter_preferences,
+    "/rest/v1/user_filter_preferences",
+    UserFilterPreference,
+    UserFilterPreferenceWrite,
+    PreferenceFilters
+);
+table!(
+    global_filter_defaults,
+    "/rest/v1/global_filter_defaults",
+    GlobalFilterDefault,
+    GlobalFilterDefaultWrite,
+    DefaultFilters
+);
+
+#[derive(OpenApi)]
+#[openapi(paths(
+    dashboards::list,
+    dashboards::create,
+    dashboards::update,
+    dashboards::delete,
+    dashboard_widgets::list,
+    dashboard_widgets::create,
+    dashboard_widgets::update,
+    dashboard_widgets::delete,
+    widget_data_sources::list,
+    widget_data_sources::create,
+    widget_data_sources::update,
+    widget_data_sources::delete,
+    user_filter_preferences::list,
+    user_filter_preferences::create,
+    user_filter_preferences::update,
+    user_filter_preferences::delete,
+    global_filter_defaults::list,
+    global_filter_defaults::create,
+    global_filter_defaults::update,
+    global_filter_defaults::delete,
+))]
+pub struct RestDoc;

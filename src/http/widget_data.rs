@@ -44,7 +44,7 @@ pub struct WidgetDataRequest {
 pub struct WidgetDataResponse<'a> {
     /// One object per row: groupBy columns by name, `bucket`, and each measure by name
     /// (`value` for the single-aggregation form).
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<std::collections::HashMap<String, serde_json::Value>>)]
     data: &'a RawValue,
     cached: bool,
     /// When the data was computed (RFC 3339).

@@ -81,8 +81,11 @@ pub async fn write(
     };
     let representation = prefers_representation(&headers);
     if !representation {
+        // PostgREST answers a minimal insert with an empty 201; an empty
+        // array keeps the one documented shape of a 201 (supabase-js reads
+        // no body either way).
         return Ok(if method == Method::POST {
-            StatusCode::CREATED.into_response()
+            (StatusCode::CREATED, Json(Vec::<Value>::new())).into_response()
         } else {
             StatusCode::NO_CONTENT.into_response()
         });

@@ -210,7 +210,8 @@ macro_rules! table {
                     ("Accept" = Option<String>, Header, description = "`application/vnd.pgrst.object+json` for exactly one row as an object")),
                 security(("bearer" = [])),
                 responses(
-                    (status = 200, description = "The rows", body = Vec<$row>,
+                    (status = 200, description = "The rows; with `Accept: application/vnd.pgrst.object+json`, the one row",
+                        content((Vec<$row> = "application/json"), ($row = "application/vnd.pgrst.object+json")),
                         headers(("content-range" = String, description = "`<from>-<to>/*`, or `*/*` when empty"))),
                     (status = 400, description = "A parameter is invalid; `details.field` names it", body = ErrorBody),
                     (status = 401, description = "Missing or invalid token", body = ErrorBody),
@@ -223,11 +224,11 @@ macro_rules! table {
             #[utoipa::path(post, path = $path, tag = "rest",
                 operation_id = concat!("create_", stringify!($module)),
                 params(WriteParams,
-                    ("Prefer" = Option<String>, Header, description = "`return=representation` for the rows, else an empty 201")),
+                    ("Prefer" = Option<String>, Header, description = "`return=representation` for the rows, else an empty array")),
                 request_body(content = Vec<$write>, description = "An object or an array of them"),
                 security(("bearer" = [])),
                 responses(
-                    (status = 201, description = "Created; the rows with `Prefer: return=representation`", body = Vec<$row>),
+                    (status = 201, description = "Created: the rows with `Prefer: return=representation`, else an empty array", body = Vec<$row>),
                     (status = 400, description = "Invalid body or a value the table refuses; `details.field` names it", body = ErrorBody),
                     (status = 401, description = "Missing or invalid token", body = ErrorBody),
                     (status = 403, description = "Not the caller's to write", body = ErrorBody),

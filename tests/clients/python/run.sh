@@ -3,8 +3,8 @@
 # openapi-python-client (no hand edits) and drives a running widget-data
 # with it: bash tests/clients/python/run.sh [path to the widget-data binary]
 set -euo pipefail
+bin=$(realpath "${1:-$(dirname "$0")/../../../target/debug/widget-data}")
 cd "$(dirname "$0")"
-bin=$(realpath "${1:-../../../target/debug/widget-data}")
 python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check openapi-python-client==0.29.1
 rm -rf generated

@@ -46,11 +46,60 @@ pub enum ApiError {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Stable, snake_case; one per condition.
+    #[schema(value_type = ErrorCode)]
     pub code: &'static str,
     pub message: String,
     #[schema(value_type = Option<Object>)]
     pub details: Option<Value>,
     pub hint: Option<String>,
+}
+
+/// Every error `code` the service answers with, for the OpenAPI document
+/// (a test checks it against the code).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub enum ErrorCode {
+    AggregationNotAllowed,
+    ColumnNotAllowed,
+    Conflict,
+    ConflictingFields,
+    DatabaseUnavailable,
+    DuplicateName,
+    FiltersTooDeep,
+    Forbidden,
+    InternalError,
+    InvalidAudience,
+    InvalidBody,
+    InvalidFilter,
+    InvalidLimit,
+    InvalidName,
+    InvalidOrderBy,
+    InvalidSavedWidget,
+    InvalidToken,
+    InvalidValue,
+    MalformedAuthorization,
+    MissingColumn,
+    MissingRoleClaim,
+    MissingToken,
+    NoRoute,
+    NotFound,
+    NotReady,
+    NotSingle,
+    OperatorNotAllowed,
+    PayloadTooLarge,
+    PermissionDenied,
+    QueryTimeout,
+    RejectedByDatabase,
+    TokenExpired,
+    TokenNotYetValid,
+    TooManyFilters,
+    TooManyMeasures,
+    TooManyValues,
+    TypeMismatch,
+    UnknownColumn,
+    UnknownRole,
+    UnknownTable,
 }
 
 impl ApiError {
@@ -152,5 +201,40 @@ impl IntoResponse for ApiError {
             tracing::error!(code = self.code(), cause = ?self, "request failed");
         }
         (status, Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every code a `fn code` (or the readiness check) can answer is in the
+    /// documented `ErrorCode` list, and nothing else is.
+    #[test]
+    fn the_documented_error_codes_are_exactly_the_ones_answered() {
+        let sources = [
+            include_str!("error.rs"),
+            include_str!("auth.rs"),
+            include_str!("plan/error.rs"),
+        ];
+        let mut answered = std::collections::BTreeSet::new();
+        for source in sources {
+            // The code, not its tests (this one included).
+            let source = &source[..source.find("#[cfg(test)]").unwrap_or(source.len())];
+            for body in source.split(concat!("fn code", "(")).skip(1) {
+                let body = &body[..body.find("\n    }\n").unwrap_or(body.len())];
+                for literal in body.split('"').skip(1).step_by(2) {
+                    answered.insert(literal.to_owned());
+                }
+            }
+        }
+        answered.insert("not_ready".to_owned()); // http/health.rs
+        let schema =
+            serde_json::to_value(<super::ErrorCode as utoipa::PartialSchema>::schema()).unwrap();
+        let documented: std::collections::BTreeSet<String> = schema["enum"]
+            .as_array()
+            .expect("an enum")
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(documented, answered);
     }
 }

@@ -203,15 +203,17 @@ macro_rules! table {
             use super::*;
 
             /// Reads rows the caller may see.
+            ///
+            /// With `Accept: application/vnd.pgrst.object+json` (supabase-js
+            /// `.single()`), the one row as an object of that media type, or
+            /// 406 when the result is not exactly one row.
             #[utoipa::path(get, path = $path, tag = "rest",
                 operation_id = concat!("list_", stringify!($module)),
                 params(ReadParams, $filters,
-                    ("Range" = Option<String>, Header, description = "`<from>-<to>`, rows counted from 0"),
-                    ("Accept" = Option<String>, Header, description = "`application/vnd.pgrst.object+json` for exactly one row as an object")),
+                    ("Range" = Option<String>, Header, description = "`<from>-<to>`, rows counted from 0")),
                 security(("bearer" = [])),
                 responses(
-                    (status = 200, description = "The rows; with `Accept: application/vnd.pgrst.object+json`, the one row",
-                        content((Vec<$row> = "application/json"), ($row = "application/vnd.pgrst.object+json")),
+                    (status = 200, description = "The rows", body = Vec<$row>,
                         headers(("content-range" = String, description = "`<from>-<to>/*`, or `*/*` when empty"))),
                     (status = 400, description = "A parameter is invalid; `details.field` names it", body = ErrorBody),
                     (status = 401, description = "Missing or invalid token", body = ErrorBody),

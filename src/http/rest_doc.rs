@@ -33,58 +33,94 @@ pub struct WriteParams {
     select: Option<String>,
 }
 
+/// The `<op>.<value>` forms a filter on a column of each type accepts:
+/// `eq`/`neq` (and `gt`.. for ordered types), `in.(a,b)`, `is.null`,
+/// `not.is.null`, and `like`/`ilike` (`*` for `%`) on text.
+fn filter_pattern(kind: &str) -> &'static str {
+    match kind {
+        "uuid" => {
+            "^((eq|neq)\\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|in\\.\\(([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(,[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})*\\)|(not\\.)?is\\.null)$"
+        }
+        "text" => {
+            "^((eq|neq|gt|gte|lt|lte)\\.[A-Za-z0-9 _-]*|in\\.\\(([A-Za-z0-9 _-]*)(,[A-Za-z0-9 _-]*)*\\)|(not\\.)?is\\.null|i?like\\.[A-Za-z0-9 _*-]*)$"
+        }
+        "int" => {
+            "^((eq|neq|gt|gte|lt|lte)\\.-?[0-9]{1,9}|in\\.\\((-?[0-9]{1,9})(,-?[0-9]{1,9})*\\)|(not\\.)?is\\.null)$"
+        }
+        _ => {
+            "^((eq|neq|gt|gte|lt|lte)\\.20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z|in\\.\\((20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z)(,20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z)*\\)|(not\\.)?is\\.null)$"
+        }
+    }
+}
+
 macro_rules! filters {
-    ($name:ident { $($column:ident),* $(,)? }) => {
-        /// Filters on the table's columns, e.g. `id=eq.<uuid>`.
-        #[derive(IntoParams)]
-        #[into_params(parameter_in = Query)]
-        pub struct $name {
-            $(
-                #[param(example = "eq.value")]
-                $column: Option<String>,
-            )*
+    ($name:ident { $($column:ident: $kind:ident),* $(,)? }) => {
+        /// Filters on the table's columns: `<column>=<op>.<value>`.
+        pub struct $name;
+
+        impl IntoParams for $name {
+            fn into_params(
+                _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+            ) -> Vec<utoipa::openapi::path::Parameter> {
+                vec![$(filter_param(stringify!($column), stringify!($kind))),*]
+            }
         }
     };
 }
 
+fn filter_param(column: &str, kind: &str) -> utoipa::openapi::path::Parameter {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ParameterBuilder::new()
+        .name(column)
+        .parameter_in(ParameterIn::Query)
+        .description(Some(format!("A filter on `{column}`, e.g. `eq.<value>`")))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(filter_pattern(kind))),
+        ))
+        .build()
+}
+
 filters!(DashboardFilters {
-    id,
-    owner_id,
-    name,
-    description,
-    created_at,
-    updated_at
+    id: uuid,
+    owner_id: uuid,
+    name: text,
+    description: text,
+    created_at: time,
+    updated_at: time
 });
 filters!(WidgetFilters {
-    id,
-    dashboard_id,
-    owner_id,
-    title,
-    widget_type,
-    data_source_id,
-    refresh_interval,
-    created_at,
-    updated_at
+    id: uuid,
+    dashboard_id: uuid,
+    owner_id: uuid,
+    title: text,
+    widget_type: text,
+    data_source_id: uuid,
+    refresh_interval: int,
+    created_at: time,
+    updated_at: time
 });
 filters!(DataSourceFilters {
-    id,
-    owner_id,
-    name,
-    created_at,
-    updated_at
+    id: uuid,
+    owner_id: uuid,
+    name: text,
+    created_at: time,
+    updated_at: time
 });
 filters!(PreferenceFilters {
-    id,
-    user_id,
-    dashboard_id,
-    filter_key,
-    created_at
+    id: uuid,
+    user_id: uuid,
+    dashboard_id: uuid,
+    filter_key: text,
+    created_at: time
 });
 filters!(DefaultFilters {
-    id,
-    dashboard_id,
-    filter_key,
-    created_at
+    id: uuid,
+    dashboard_id: uuid,
+    filter_key: text,
+    created_at: time
 });
 
 #[derive(ToSchema)]
@@ -95,13 +131,6 @@ pub struct Dashboard {
     description: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
-}
-
-/// A dashboard to insert or the columns to change.
-#[derive(ToSchema)]
-pub struct DashboardWrite {
-    name: Option<String>,
-    description: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -125,24 +154,6 @@ pub struct DashboardWidget {
     updated_at: DateTime<Utc>,
 }
 
-/// A widget to insert or the columns to change. Its `data_source` (or the
-/// one `data_source_id` names) and `filters` must compile.
-#[derive(ToSchema)]
-pub struct DashboardWidgetWrite {
-    dashboard_id: Option<Uuid>,
-    title: Option<String>,
-    widget_type: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    position: Option<Value>,
-    #[schema(value_type = Option<Object>)]
-    config: Option<Value>,
-    data_source: Option<crate::plan::DataSource>,
-    data_source_id: Option<Uuid>,
-    filters: Option<Vec<crate::plan::Filter>>,
-    #[schema(minimum = 1)]
-    refresh_interval: Option<i32>,
-}
-
 #[derive(ToSchema)]
 pub struct WidgetDataSource {
     id: Uuid,
@@ -151,12 +162,6 @@ pub struct WidgetDataSource {
     data_source: crate::plan::DataSource,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
-}
-
-#[derive(ToSchema)]
-pub struct WidgetDataSourceWrite {
-    name: Option<String>,
-    data_source: Option<crate::plan::DataSource>,
 }
 
 /// A user's value for one dashboard filter: a scalar (equality), a list
@@ -172,13 +177,6 @@ pub struct UserFilterPreference {
     created_at: DateTime<Utc>,
 }
 
-#[derive(ToSchema)]
-pub struct UserFilterPreferenceWrite {
-    dashboard_id: Option<Uuid>,
-    filter_key: Option<String>,
-    value: Option<Value>,
-}
-
 /// A filter default for one dashboard, or every dashboard (null
 /// `dashboard_id`). Written by `service_role` only.
 #[derive(ToSchema)]
@@ -190,15 +188,142 @@ pub struct GlobalFilterDefault {
     created_at: DateTime<Utc>,
 }
 
+/// The kinds of widget.
 #[derive(ToSchema)]
-pub struct GlobalFilterDefaultWrite {
+#[schema(rename_all = "snake_case")]
+pub enum WidgetType {
+    Metric,
+    Chart,
+    Stat,
+    Gauge,
+    Table,
+    Summary,
+    Trend,
+}
+
+/// A filter preference's or default's value: a scalar (equality), a list
+/// (`in`) or `{"op", "value"}`.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum FilterValue {
+    Text(String),
+    Number(f64),
+    Boolean(bool),
+    List(Vec<Value>),
+    #[schema(value_type = Object)]
+    Test(Value),
+}
+
+#[derive(ToSchema)]
+pub struct DashboardInsert {
+    name: String,
+    description: Option<String>,
+}
+
+/// The columns to change.
+#[derive(ToSchema)]
+#[schema(min_properties = 1)]
+pub struct DashboardUpdate {
+    #[schema(nullable = false)]
+    name: Option<String>,
+    description: Option<String>,
+}
+
+/// A widget: its `data_source` (or the one `data_source_id` names) and its
+/// `filters` must compile, or the insert is refused with 400.
+#[derive(ToSchema)]
+pub struct DashboardWidgetInsert {
+    dashboard_id: Uuid,
+    widget_type: WidgetType,
+    #[schema(nullable = false)]
+    title: Option<String>,
+    #[schema(value_type = Option<Object>, nullable = false)]
+    position: Option<Value>,
+    #[schema(value_type = Option<Object>, nullable = false)]
+    config: Option<Value>,
+    data_source: Option<crate::plan::DataSource>,
+    data_source_id: Option<Uuid>,
+    #[schema(nullable = false)]
+    filters: Option<Vec<crate::plan::Filter>>,
+    #[schema(minimum = 1)]
+    refresh_interval: Option<i32>,
+}
+
+/// The columns to change; the widget as changed must still compile.
+#[derive(ToSchema)]
+#[schema(min_properties = 1)]
+pub struct DashboardWidgetUpdate {
+    #[schema(nullable = false)]
     dashboard_id: Option<Uuid>,
+    #[schema(nullable = false)]
+    widget_type: Option<WidgetType>,
+    #[schema(nullable = false)]
+    title: Option<String>,
+    #[schema(value_type = Option<Object>, nullable = false)]
+    position: Option<Value>,
+    #[schema(value_type = Option<Object>, nullable = false)]
+    config: Option<Value>,
+    data_source: Option<crate::plan::DataSource>,
+    data_source_id: Option<Uuid>,
+    #[schema(nullable = false)]
+    filters: Option<Vec<crate::plan::Filter>>,
+    #[schema(minimum = 1)]
+    refresh_interval: Option<i32>,
+}
+
+/// A reusable data source; it must compile.
+#[derive(ToSchema)]
+pub struct WidgetDataSourceInsert {
+    name: String,
+    data_source: crate::plan::DataSource,
+}
+
+#[derive(ToSchema)]
+#[schema(min_properties = 1)]
+pub struct WidgetDataSourceUpdate {
+    #[schema(nullable = false)]
+    name: Option<String>,
+    #[schema(nullable = false)]
+    data_source: Option<crate::plan::DataSource>,
+}
+
+#[derive(ToSchema)]
+pub struct UserFilterPreferenceInsert {
+    dashboard_id: Uuid,
+    /// A column name.
+    filter_key: String,
+    value: FilterValue,
+}
+
+#[derive(ToSchema)]
+#[schema(min_properties = 1)]
+pub struct UserFilterPreferenceUpdate {
+    #[schema(nullable = false)]
     filter_key: Option<String>,
-    value: Option<Value>,
+    #[schema(nullable = false)]
+    value: Option<FilterValue>,
+}
+
+#[derive(ToSchema)]
+pub struct GlobalFilterDefaultInsert {
+    /// Null or absent: every dashboard.
+    dashboard_id: Option<Uuid>,
+    filter_key: String,
+    value: FilterValue,
+}
+
+#[derive(ToSchema)]
+#[schema(min_properties = 1)]
+pub struct GlobalFilterDefaultUpdate {
+    dashboard_id: Option<Uuid>,
+    #[schema(nullable = false)]
+    filter_key: Option<String>,
+    #[schema(nullable = false)]
+    value: Option<FilterValue>,
 }
 
 macro_rules! table {
-    ($module:ident, $path:literal, $row:ty, $write:ty, $filters:ty) => {
+    ($module:ident, $path:literal, $row:ty, $insert:ty, $update:ty, $filters:ty) => {
         pub mod $module {
             use super::*;
 
@@ -227,7 +352,7 @@ macro_rules! table {
                 operation_id = concat!("create_", stringify!($module)),
                 params(WriteParams,
                     ("Prefer" = Option<String>, Header, description = "`return=representation` for the rows, else an empty array")),
-                request_body(content = Vec<$write>, description = "An object or an array of them"),
+                request_body(content = Vec<$insert>, description = "An object or an array of them"),
                 security(("bearer" = [])),
                 responses(
                     (status = 201, description = "Created: the rows with `Prefer: return=representation`, else an empty array", body = Vec<$row>),
@@ -244,7 +369,7 @@ macro_rules! table {
                 operation_id = concat!("update_", stringify!($module)),
                 params(WriteParams, $filters,
                     ("Prefer" = Option<String>, Header, description = "`return=representation` for the rows, else 204")),
-                request_body = $write,
+                request_body = $update,
                 security(("bearer" = [])),
                 responses(
                     (status = 200, description = "The changed rows", body = Vec<$row>),
@@ -279,35 +404,40 @@ table!(
     dashboards,
     "/rest/v1/dashboards",
     Dashboard,
-    DashboardWrite,
+    DashboardInsert,
+    DashboardUpdate,
     DashboardFilters
 );
 table!(
     dashboard_widgets,
     "/rest/v1/dashboard_widgets",
     DashboardWidget,
-    DashboardWidgetWrite,
+    DashboardWidgetInsert,
+    DashboardWidgetUpdate,
     WidgetFilters
 );
 table!(
     widget_data_sources,
     "/rest/v1/widget_data_sources",
     WidgetDataSource,
-    WidgetDataSourceWrite,
+    WidgetDataSourceInsert,
+    WidgetDataSourceUpdate,
     DataSourceFilters
 );
 table!(
     user_filter_preferences,
     "/rest/v1/user_filter_preferences",
     UserFilterPreference,
-    UserFilterPreferenceWrite,
+    UserFilterPreferenceInsert,
+    UserFilterPreferenceUpdate,
     PreferenceFilters
 );
 table!(
     global_filter_defaults,
     "/rest/v1/global_filter_defaults",
     GlobalFilterDefault,
-    GlobalFilterDefaultWrite,
+    GlobalFilterDefaultInsert,
+    GlobalFilterDefaultUpdate,
     DefaultFilters
 );
 

@@ -20,7 +20,8 @@ from widget_data_client.api.rest import (
 )
 from widget_data_client.api.widget_data import query_widget_data
 from widget_data_client.models import (
-    DashboardWidgetWrite,
+    DashboardWidgetInsert,
+    DashboardWidgetUpdate,
     DataSource,
     ErrorBody,
     WidgetDataRequest,
@@ -65,7 +66,7 @@ def run(url, token):
     created = create_dashboard_widgets.sync_detailed(
         client=client,
         prefer="return=representation",
-        body=[DashboardWidgetWrite.from_dict({
+        body=[DashboardWidgetInsert.from_dict({
             "dashboard_id": str(board.id),
             "title": "Memory by status",
             "widget_type": "chart",
@@ -85,7 +86,7 @@ def run(url, token):
         client=client,
         id=f"eq.{widget.id}",
         prefer="return=representation",
-        body=DashboardWidgetWrite.from_dict({"title": "Memory (MB) by status"}),
+        body=DashboardWidgetUpdate.from_dict({"title": "Memory (MB) by status"}),
     )
     assert updated.status_code == 200, updated.content
     assert updated.parsed[0].title == "Memory (MB) by status"

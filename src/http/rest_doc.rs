@@ -10,16 +10,10 @@ use serde_json::Value;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
-/// The PostgREST parameters every read accepts; filters are
-/// `<column>=<op>.<value>` (`eq`, `neq`, `gt`, `gte`, `lt`, `lte`, `like`,
-/// `ilike`, `in.(a,b)`, `is.null`, `not.is.null`).
+/// The page a read returns.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReadParams {
-    /// `*` or a comma-separated column list.
-    select: Option<String>,
-    /// `col.asc|desc[.nullsfirst|.nullslast]`, comma-separated.
-    order: Option<String>,
     /// At most 1000 rows.
     limit: Option<u32>,
     offset: Option<u32>,
@@ -54,113 +48,200 @@ fn filter_pattern(kind: &str) -> &'static str {
 }
 
 macro_rules! filters {
-    ($name:ident { $($column:ident: $kind:ident),* $(,)? }) => {
-        /// Filters on the table's columns: `<column>=<op>.<value>`.
+    ($name:ident, $sort:ident { $($column:ident: $kind:ident),* $(,)? }) => {
+        /// `select`, and filters on the table's columns:
+        /// `<column>=<op>.<value>`.
         pub struct $name;
 
         impl IntoParams for $name {
             fn into_params(
                 _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
             ) -> Vec<utoipa::openapi::path::Parameter> {
-                vec![$(filter_param(stringify!($column), stringify!($kind))),*]
+                let columns = [$(stringify!($column)),*];
+                let mut params = vec![select_param(&columns)];
+                params.extend([$(filter_param(stringify!($column), stringify!($kind))),*]);
+                params
+            }
+        }
+
+        /// `order` on the table's columns.
+        pub struct $sort;
+
+        impl IntoParams for $sort {
+            fn into_params(
+                _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+            ) -> Vec<utoipa::openapi::path::Parameter> {
+                vec![order_param(&[$(stringify!($column)),*])]
             }
         }
     };
 }
 
-fn filter_param(column: &str, kind: &str) -> utoipa::openapi::path::Parameter {
+fn query_param(name: &str, description: &str, pattern: String) -> utoipa::openapi::path::Parameter {
     use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
     use utoipa::openapi::schema::{ObjectBuilder, Type};
     ParameterBuilder::new()
-        .name(column)
+        .name(name)
         .parameter_in(ParameterIn::Query)
-        .description(Some(format!("A filter on `{column}`, e.g. `eq.<value>`")))
+        .description(Some(description))
         .schema(Some(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .pattern(Some(filter_pattern(kind))),
+                .pattern(Some(pattern)),
         ))
         .build()
 }
 
-filters!(DashboardFilters {
-    id: uuid,
-    owner_id: uuid,
-    name: text,
-    description: text,
-    created_at: time,
-    updated_at: time
-});
-filters!(WidgetFilters {
-    id: uuid,
-    dashboard_id: uuid,
-    owner_id: uuid,
-    title: text,
-    widget_type: text,
-    data_source_id: uuid,
-    refresh_interval: int,
-    created_at: time,
-    updated_at: time
-});
-filters!(DataSourceFilters {
-    id: uuid,
-    owner_id: uuid,
-    name: text,
-    created_at: time,
-    updated_at: time
-});
-filters!(PreferenceFilters {
-    id: uuid,
-    user_id: uuid,
-    dashboard_id: uuid,
-    filter_key: text,
-    created_at: time
-});
-filters!(DefaultFilters {
-    id: uuid,
-    dashboard_id: uuid,
-    filter_key: text,
-    created_at: time
-});
+/// `select=*` or a comma-separated list of the table's columns.
+fn select_param(columns: &[&str]) -> utoipa::openapi::path::Parameter {
+    let column = format!("({})", columns.join("|"));
+    query_param(
+        "select",
+        "`*` or a comma-separated list of columns",
+        format!("^(\\*|{column}(,{column})*)$"),
+    )
+}
 
+/// `order=<column>[.asc|.desc][.nullsfirst|.nullslast],...`
+fn order_param(columns: &[&str]) -> utoipa::openapi::path::Parameter {
+    let key = format!(
+        "({})(\\.(asc|desc))?(\\.(nullsfirst|nullslast))?",
+        columns.join("|")
+    );
+    query_param(
+        "order",
+        "`<column>.asc|desc[.nullsfirst|.nullslast]`, comma-separated",
+        format!("^{key}(,{key})*$"),
+    )
+}
+
+fn filter_param(column: &str, kind: &str) -> utoipa::openapi::path::Parameter {
+    query_param(
+        column,
+        &format!("A filter on `{column}`, e.g. `eq.<value>`"),
+        filter_pattern(kind).to_owned(),
+    )
+}
+
+filters!(
+    DashboardFilters,
+    DashboardSort {
+        id: uuid,
+        owner_id: uuid,
+        name: text,
+        description: text,
+        created_at: time,
+        updated_at: time
+    }
+);
+filters!(
+    WidgetFilters,
+    WidgetSort {
+        id: uuid,
+        dashboard_id: uuid,
+        owner_id: uuid,
+        title: text,
+        widget_type: text,
+        data_source_id: uuid,
+        refresh_interval: int,
+        created_at: time,
+        updated_at: time
+    }
+);
+filters!(
+    DataSourceFilters,
+    DataSourceSort {
+        id: uuid,
+        owner_id: uuid,
+        name: text,
+        created_at: time,
+        updated_at: time
+    }
+);
+filters!(
+    PreferenceFilters,
+    PreferenceSort {
+        id: uuid,
+        user_id: uuid,
+        dashboard_id: uuid,
+        filter_key: text,
+        created_at: time
+    }
+);
+filters!(
+    DefaultFilters,
+    DefaultSort {
+        id: uuid,
+        dashboard_id: uuid,
+        filter_key: text,
+        created_at: time
+    }
+);
+
+/// A row, with the columns `select` asked for (all by default).
 #[derive(ToSchema)]
 pub struct Dashboard {
+    #[schema(required = false)]
     id: Uuid,
+    #[schema(required = false)]
     owner_id: Uuid,
+    #[schema(required = false)]
     name: String,
+    #[schema(required = false)]
     description: Option<String>,
+    #[schema(required = false)]
     created_at: DateTime<Utc>,
+    #[schema(required = false)]
     updated_at: DateTime<Utc>,
 }
 
 #[derive(ToSchema)]
 pub struct DashboardWidget {
+    #[schema(required = false)]
     id: Uuid,
+    #[schema(required = false)]
     dashboard_id: Uuid,
+    #[schema(required = false)]
     owner_id: Uuid,
+    #[schema(required = false)]
     title: String,
     /// `metric`, `chart`, `stat`, `gauge`, `table`, `summary` or `trend`.
+    #[schema(required = false)]
     widget_type: String,
     #[schema(value_type = Object)]
+    #[schema(required = false)]
     position: Value,
     #[schema(value_type = Object)]
+    #[schema(required = false)]
     config: Value,
+    #[schema(required = false)]
     data_source: Option<crate::plan::DataSource>,
+    #[schema(required = false)]
     data_source_id: Option<Uuid>,
+    #[schema(required = false)]
     filters: Vec<crate::plan::Filter>,
     /// Seconds an answer is cached; null: the widget type's default.
+    #[schema(required = false)]
     refresh_interval: Option<i32>,
+    #[schema(required = false)]
     created_at: DateTime<Utc>,
+    #[schema(required = false)]
     updated_at: DateTime<Utc>,
 }
 
 #[derive(ToSchema)]
 pub struct WidgetDataSource {
+    #[schema(required = false)]
     id: Uuid,
+    #[schema(required = false)]
     owner_id: Uuid,
+    #[schema(required = false)]
     name: String,
+    #[schema(required = false)]
     data_source: crate::plan::DataSource,
+    #[schema(required = false)]
     created_at: DateTime<Utc>,
+    #[schema(required = false)]
     updated_at: DateTime<Utc>,
 }
 
@@ -168,12 +249,18 @@ pub struct WidgetDataSource {
 /// (`in`) or `{"op", "value"}`.
 #[derive(ToSchema)]
 pub struct UserFilterPreference {
+    #[schema(required = false)]
     id: Uuid,
+    #[schema(required = false)]
     user_id: Uuid,
+    #[schema(required = false)]
     dashboard_id: Uuid,
     /// A column name.
+    #[schema(required = false)]
     filter_key: String,
+    #[schema(required = false)]
     value: Value,
+    #[schema(required = false)]
     created_at: DateTime<Utc>,
 }
 
@@ -181,10 +268,15 @@ pub struct UserFilterPreference {
 /// `dashboard_id`). Written by `service_role` only.
 #[derive(ToSchema)]
 pub struct GlobalFilterDefault {
+    #[schema(required = false)]
     id: Uuid,
+    #[schema(required = false)]
     dashboard_id: Option<Uuid>,
+    #[schema(required = false)]
     filter_key: String,
+    #[schema(required = false)]
     value: Value,
+    #[schema(required = false)]
     created_at: DateTime<Utc>,
 }
 
@@ -323,7 +415,7 @@ pub struct GlobalFilterDefaultUpdate {
 }
 
 macro_rules! table {
-    ($module:ident, $path:literal, $row:ty, $insert:ty, $update:ty, $filters:ty) => {
+    ($module:ident, $path:literal, $row:ty, $insert:ty, $update:ty, $filters:ty, $sort:ty) => {
         pub mod $module {
             use super::*;
 
@@ -334,7 +426,7 @@ macro_rules! table {
             /// 406 when the result is not exactly one row.
             #[utoipa::path(get, path = $path, tag = "rest",
                 operation_id = concat!("list_", stringify!($module)),
-                params(ReadParams, $filters,
+                params(ReadParams, $sort, $filters,
                     ("Range" = Option<String>, Header, description = "`<from>-<to>`, rows counted from 0")),
                 security(("bearer" = [])),
                 responses(
@@ -367,7 +459,7 @@ macro_rules! table {
             /// Changes the rows the filters select (at least one filter).
             #[utoipa::path(patch, path = $path, tag = "rest",
                 operation_id = concat!("update_", stringify!($module)),
-                params(WriteParams, $filters,
+                params($filters,
                     ("Prefer" = Option<String>, Header, description = "`return=representation` for the rows, else 204")),
                 request_body = $update,
                 security(("bearer" = [])),
@@ -385,7 +477,7 @@ macro_rules! table {
             /// Deletes the rows the filters select (at least one filter).
             #[utoipa::path(delete, path = $path, tag = "rest",
                 operation_id = concat!("delete_", stringify!($module)),
-                params(WriteParams, $filters,
+                params($filters,
                     ("Prefer" = Option<String>, Header, description = "`return=representation` for the rows, else 204")),
                 security(("bearer" = [])),
                 responses(
@@ -406,7 +498,8 @@ table!(
     Dashboard,
     DashboardInsert,
     DashboardUpdate,
-    DashboardFilters
+    DashboardFilters,
+    DashboardSort
 );
 table!(
     dashboard_widgets,
@@ -414,7 +507,8 @@ table!(
     DashboardWidget,
     DashboardWidgetInsert,
     DashboardWidgetUpdate,
-    WidgetFilters
+    WidgetFilters,
+    WidgetSort
 );
 table!(
     widget_data_sources,
@@ -422,7 +516,8 @@ table!(
     WidgetDataSource,
     WidgetDataSourceInsert,
     WidgetDataSourceUpdate,
-    DataSourceFilters
+    DataSourceFilters,
+    DataSourceSort
 );
 table!(
     user_filter_preferences,
@@ -430,7 +525,8 @@ table!(
     UserFilterPreference,
     UserFilterPreferenceInsert,
     UserFilterPreferenceUpdate,
-    PreferenceFilters
+    PreferenceFilters,
+    PreferenceSort
 );
 table!(
     global_filter_defaults,
@@ -438,7 +534,8 @@ table!(
     GlobalFilterDefault,
     GlobalFilterDefaultInsert,
     GlobalFilterDefaultUpdate,
-    DefaultFilters
+    DefaultFilters,
+    DefaultSort
 );
 
 #[derive(OpenApi)]

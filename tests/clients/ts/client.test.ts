@@ -57,14 +57,15 @@ async function run(service: Service): Promise<void> {
 
   // The demo dashboard.
   const boards = await client.GET('/rest/v1/dashboards', { params: { query: { select: 'id,name' } } });
-  const board = boards.data?.[0];
-  assert.ok(board, 'the demo user has a dashboard');
+  // Rows hold the columns `select` asked for, so every column is optional.
+  const boardId = boards.data?.[0]?.id;
+  assert.ok(boardId, 'the demo user has a dashboard');
 
   // Create a widget.
   const created = await client.POST('/rest/v1/dashboard_widgets', {
     params: { header: { Prefer: 'return=representation' } },
     body: [{
-      dashboard_id: board.id,
+      dashboard_id: boardId,
       title: 'CPU by region',
       widget_type: 'chart',
       data_source: { table: 'servers', aggregation: 'avg', column: 'cpu_pct', groupBy: 'region' },
@@ -72,12 +73,12 @@ async function run(service: Service): Promise<void> {
   });
   assert.equal(created.response.status, 201);
   const widget = created.data?.[0];
-  assert.ok(widget);
+  assert.ok(widget?.id);
   assert.equal(widget.title, 'CPU by region');
 
   // List it.
   const listed = await client.GET('/rest/v1/dashboard_widgets', {
-    params: { query: { dashboard_id: `eq.${board.id}`, order: 'created_at.desc' } },
+    params: { query: { dashboard_id: `eq.${boardId}`, order: 'created_at.desc' } },
   });
   assert.ok(listed.data?.some((w) => w.id === widget.id));
 

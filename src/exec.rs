@@ -80,6 +80,13 @@ impl From<sqlx::Error> for ExecError {
     }
 }
 
+/// Rows PostgreSQL rendered that we cannot read: our bug.
+impl From<serde_json::Error> for ExecError {
+    fn from(e: serde_json::Error) -> Self {
+        ExecError::Internal(sqlx::Error::Decode(Box::new(e)))
+    }
+}
+
 /// Runs `sql` (which must return one row with one `json` column) as
 /// `principal`, and returns that JSON untouched.
 pub async fn query_json<A>(
@@ -94,12 +101,7 @@ where
 {
     let run = async {
         let mut tx = pool.begin_with("BEGIN READ ONLY").await?;
-        sqlx::query(PREAMBLE)
-            .bind(principal.role.as_str())
-            .bind(principal.claims.to_string())
-            .bind(timeout.as_millis().to_string())
-            .execute(&mut *tx)
-            .await?;
+        act_as(&mut tx, principal, timeout).await?;
         let Json(rows): Json<Box<RawValue>> = sqlx::query_scalar_with(sql, arguments)
             .fetch_one(&mut *tx)
             .await?;
@@ -110,6 +112,21 @@ where
         Ok(result) => result,
         Err(_) => Err(ExecError::Timeout),
     }
+}
+
+/// Makes the rest of transaction `tx` run as `principal` (the preamble).
+async fn act_as(
+    tx: &mut sqlx::PgConnection,
+    principal: &Principal,
+    timeout: Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(PREAMBLE)
+        .bind(principal.role.as_str())
+        .bind(principal.claims.to_string())
+        .bind(timeout.as_millis().to_string())
+        .execute(tx)
+        .await?;
+    Ok(())
 }
 
 /// A read-write transaction as the caller: for the REST tables, where one
@@ -125,12 +142,7 @@ impl WriteTx {
         timeout: Duration,
     ) -> Result<Self, ExecError> {
         let mut tx = pool.begin().await?;
-        sqlx::query(PREAMBLE)
-            .bind(principal.role.as_str())
-            .bind(principal.claims.to_string())
-            .bind(timeout.as_millis().to_string())
-            .execute(&mut *tx)
-            .await?;
+        act_as(&mut tx, principal, timeout).await?;
         Ok(Self { tx })
     }
 

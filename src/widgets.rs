@@ -9,33 +9,14 @@
 use crate::app::App;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::exec;
 use crate::plan::{DataSource, Filter};
+use crate::{exec, sql};
 use serde::Deserialize;
 use sqlx::Arguments;
 use sqlx::postgres::PgArguments;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use uuid::Uuid;
-
-/// A widget's own data source, or the `widget_data_sources` row it names.
-/// The filter layers: global defaults (every dashboard's first, then this
-/// dashboard's), then the caller's own preferences for the dashboard.
-const LOAD: &str = "SELECT coalesce(json_agg(w.*), '[]'::json) FROM ( \
-    SELECT w.widget_type, w.refresh_interval, \
-           coalesce(w.data_source, s.data_source) AS data_source, \
-           coalesce(w.filters, '[]'::jsonb) AS filters, \
-           (SELECT coalesce(json_agg(json_build_array(g.filter_key, g.value) \
-                                     ORDER BY g.dashboard_id NULLS FIRST, g.created_at, g.id), '[]'::json) \
-            FROM app.global_filter_defaults g \
-            WHERE g.dashboard_id IS NULL OR g.dashboard_id = w.dashboard_id) AS defaults, \
-           (SELECT coalesce(json_agg(json_build_array(p.filter_key, p.value) \
-                                     ORDER BY p.created_at, p.id), '[]'::json) \
-            FROM app.user_filter_preferences p \
-            WHERE p.dashboard_id = w.dashboard_id AND p.user_id = auth.uid()) AS preferences \
-    FROM app.dashboard_widgets w \
-    LEFT JOIN app.widget_data_sources s ON s.id = w.data_source_id \
-    WHERE w.id = $1) w";
 
 #[derive(Debug, Clone)]
 pub struct SavedWidget {
@@ -117,18 +98,24 @@ async fn load_now(app: &App, principal: &Principal, id: Uuid) -> Result<SavedWid
     let mut args = PgArguments::default();
     args.add(id)
         .map_err(|e| ApiError::Exec(exec::ExecError::Internal(sqlx::Error::Encode(e))))?;
-    let raw =
-        match exec::query_json(&app.pool, principal, app.config.query_timeout, LOAD, args).await {
-            Ok(raw) => raw,
-            // A role with no access to widgets at all (anon) sees none: 404,
-            // like any other widget it may not see.
-            Err(exec::ExecError::PermissionDenied { .. }) => {
-                return Err(ApiError::NotFound { what: "widget" });
-            }
-            Err(e) => return Err(e.into()),
-        };
-    let mut rows: Vec<Row> = serde_json::from_str(raw.get())
-        .map_err(|e| ApiError::Exec(exec::ExecError::Internal(sqlx::Error::Decode(Box::new(e)))))?;
+    let raw = match exec::query_json(
+        &app.pool,
+        principal,
+        app.config.query_timeout,
+        sql::widgets::LOAD,
+        args,
+    )
+    .await
+    {
+        Ok(raw) => raw,
+        // A role with no access to widgets at all (anon) sees none: 404,
+        // like any other widget it may not see.
+        Err(exec::ExecError::PermissionDenied { .. }) => {
+            return Err(ApiError::NotFound { what: "widget" });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut rows: Vec<Row> = serde_json::from_str(raw.get()).map_err(exec::ExecError::from)?;
     let row = rows.pop().ok_or(ApiError::NotFound { what: "widget" })?;
     let invalid = |field: &str, e: String| ApiError::InvalidSavedWidget {
         field: field.to_owned(),
@@ -238,21 +225,9 @@ pub async fn check_saved(
             let mut args = PgArguments::default();
             args.add(&ids)
                 .map_err(|e| ApiError::Exec(exec::ExecError::Internal(sqlx::Error::Encode(e))))?;
-            let saved = tx
-                .json(
-                    "SELECT coalesce(json_object_agg(w.id, json_build_object( \
-                        'own', w.data_source, 'named', w.data_source_id, \
-                        'referenced', s.data_source, 'filters', w.filters)), '{}'::json) \
-                     FROM app.dashboard_widgets w \
-                     LEFT JOIN app.widget_data_sources s ON s.id = w.data_source_id \
-                     WHERE w.id = ANY($1)",
-                    args,
-                )
-                .await?;
+            let saved = tx.json(sql::widgets::SAVED, args).await?;
             let saved: serde_json::Map<String, Value> =
-                serde_json::from_str(saved.get()).map_err(|e| {
-                    ApiError::Exec(exec::ExecError::Internal(sqlx::Error::Decode(Box::new(e))))
-                })?;
+                serde_json::from_str(saved.get()).map_err(exec::ExecError::from)?;
             for (i, row) in rows.iter().enumerate() {
                 let Some(w) = row
                     .get("id")

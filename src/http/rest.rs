@@ -207,8 +207,7 @@ fn respond(
 }
 
 fn parse<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, ApiError> {
-    serde_json::from_str(json)
-        .map_err(|e| ApiError::Exec(exec::ExecError::Internal(sqlx::Error::Decode(Box::new(e)))))
+    Ok(serde_json::from_str(json).map_err(exec::ExecError::from)?)
 }
 
 async fn json_body(body: Body) -> Result<Value, ApiError> {

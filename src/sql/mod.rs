@@ -16,6 +16,7 @@ use sea_query::{
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
 
 pub mod rest;
+pub mod widgets;
 
 /// The statement for `plan`: one row, one `json` column holding the array
 /// of result rows (PostgreSQL renders numbers and timestamps itself, the

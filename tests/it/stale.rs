@@ -10,32 +10,38 @@ use widget_data::app::App;
 use widget_data::db;
 use widget_data::embedded::EmbeddedPostgres;
 
-#[tokio::test]
-async fn an_expired_entry_is_served_stale_while_the_database_is_down_and_fresh_after() {
-    let dir = std::env::temp_dir().join(format!("widget-data-stale-{}", std::process::id()));
+/// A migrated, seeded cluster of the test's own (so it may be stopped),
+/// under a directory named `name`, and an app on it configured with `env`.
+async fn own_cluster(
+    name: &str,
+    env: &[(&str, &str)],
+) -> (std::path::PathBuf, EmbeddedPostgres, TestApp) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let pg = EmbeddedPostgres::start(&dir).await.unwrap();
     let url = pg.url("postgres");
     let pool = db::connect(&url, 4).await.unwrap();
     db::migrate(&pool).await.unwrap();
     db::seed(&pool).await.unwrap();
-    let app = App::new(
-        config(
-            &url,
-            &[
-                ("CACHE_DEFAULT_TTL_SECS", "1"),
-                ("QUERY_TIMEOUT_MS", "1000"),
-            ],
-        ),
-        pool.clone(),
-    )
-    .await
-    .unwrap();
+    let app = App::new(config(&url, env), pool.clone()).await.unwrap();
     let t = TestApp {
         router: widget_data::http::router(Arc::clone(&app)),
         app,
         pool,
     };
+    (dir, pg, t)
+}
+
+#[tokio::test]
+async fn an_expired_entry_is_served_stale_while_the_database_is_down_and_fresh_after() {
+    let (dir, pg, t) = own_cluster(
+        "widget-data-stale",
+        &[
+            ("CACHE_DEFAULT_TTL_SECS", "1"),
+            ("QUERY_TIMEOUT_MS", "1000"),
+        ],
+    )
+    .await;
     t.listen().await;
     let token = anon();
     let by_status = json!({"table": "servers", "groupBy": "status"});
@@ -170,21 +176,7 @@ async fn stats_count_hits_misses_and_changes_for_service_role_only() {
 
 #[tokio::test]
 async fn a_saved_widget_is_served_from_the_cache_while_the_database_is_down() {
-    let dir = std::env::temp_dir().join(format!("widget-data-stale-w-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let pg = EmbeddedPostgres::start(&dir).await.unwrap();
-    let url = pg.url("postgres");
-    let pool = db::connect(&url, 4).await.unwrap();
-    db::migrate(&pool).await.unwrap();
-    db::seed(&pool).await.unwrap();
-    let app = App::new(config(&url, &[("QUERY_TIMEOUT_MS", "1000")]), pool.clone())
-        .await
-        .unwrap();
-    let t = TestApp {
-        router: widget_data::http::router(Arc::clone(&app)),
-        app,
-        pool,
-    };
+    let (dir, pg, t) = own_cluster("widget-data-stale-w", &[("QUERY_TIMEOUT_MS", "1000")]).await;
     t.listen().await;
     // A widget of the demo user's whose entry expires after a second.
     let id: uuid::Uuid = sqlx::query_scalar(

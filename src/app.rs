@@ -4,7 +4,10 @@
 use crate::auth::JwtVerifier;
 use crate::cache::{self, Cache};
 use crate::config::Config;
+use crate::db::Health;
+use crate::exec::Database;
 use crate::plan::Limits;
+use crate::rate_limit::RateLimiter;
 use crate::schema::{self, SchemaCache, Table};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -12,9 +15,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+/// Connections of the service's own pool (the durable cache level, the
+/// listener, watching, the purge, readiness): a few, apart from callers'.
+const OWN_POOL_SIZE: u32 = 6;
+
 pub struct App {
     pub config: Config,
+    /// Callers' queries: their pool, query slots and the breaker.
+    pub db: Database,
+    /// The service's own work, never as a caller.
     pub pool: PgPool,
+    pub rate_limiter: RateLimiter,
     pub jwt: JwtVerifier,
     pub limits: Limits,
     pub cache: Cache,
@@ -29,10 +40,20 @@ pub struct App {
 
 impl App {
     /// Loads the schema cache; fails when the database cannot be read.
+    /// `pool` serves callers' queries; the service's own work gets a small
+    /// pool of its own on the same database.
     pub async fn new(config: Config, pool: PgPool) -> Result<Arc<Self>, sqlx::Error> {
         let schema = schema::load(&pool, &config.exposed_schemas).await?;
         let rest_tables = load_rest_tables(&pool).await?;
+        let own = crate::db::sibling(&pool, OWN_POOL_SIZE);
         Ok(Arc::new(Self {
+            db: Database::new(
+                pool,
+                Arc::new(Health::default()),
+                config.query_timeout,
+                config.max_queries_per_caller,
+            ),
+            rate_limiter: RateLimiter::new(config.rate_limit_per_sec, config.rate_limit_burst),
             jwt: JwtVerifier::new(
                 &config.jwt_secret,
                 &config.jwt_audience,
@@ -47,12 +68,12 @@ impl App {
             cache: Cache::new(
                 usize::try_from(config.cache_memory_mb.saturating_mul(1 << 20))
                     .unwrap_or(usize::MAX),
-                pool.clone(),
+                own.clone(),
             ),
             plans: Default::default(),
             widget_definitions: Default::default(),
             config,
-            pool,
+            pool: own,
         }))
     }
 
@@ -98,10 +119,32 @@ impl App {
                 if let Err(e) = app.listen_once().await {
                     tracing::warn!(error = %e, "listener lost its connection; retrying");
                 }
+                // Perhaps the database went away: let the probe look.
+                app.db.health().suspect();
                 app.cache.versions.suspend();
                 // Its watch locks ended with the session.
                 app.cache.watch.forget();
                 tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    }
+
+    /// Probes the database whenever a request suspects it is gone, and
+    /// keeps probing while it is (see `db::health`).
+    pub fn spawn_probe(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let health = Arc::clone(self.db.health());
+        let options = (*self.pool.connect_options()).clone();
+        tokio::spawn(crate::db::health::probe(health, options))
+    }
+
+    /// Forgets the rate-limit state of callers gone quiet, every 10 s.
+    pub fn spawn_rate_limit_cleanup(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                every.tick().await;
+                app.rate_limiter.forget_idle();
             }
         })
     }

@@ -48,6 +48,24 @@ pub struct Principal {
     pub sub: Option<String>,
     /// Every claim, handed to Postgres as `request.jwt.claims`.
     pub claims: Value,
+    /// The client's address, when the edge knows it: tells apart callers
+    /// with no `sub` (anon, service keys) for rate limits and query caps.
+    pub client: Option<std::net::IpAddr>,
+}
+
+impl Principal {
+    /// Who counts as one caller for rate limits and query caps: the user
+    /// (`sub`), else the role from one client address. Hashed with keys
+    /// random per process, so callers cannot aim for a collision.
+    pub fn caller_key(&self) -> u64 {
+        use std::hash::BuildHasher;
+        static KEYS: std::sync::LazyLock<std::collections::hash_map::RandomState> =
+            std::sync::LazyLock::new(Default::default);
+        match &self.sub {
+            Some(sub) => KEYS.hash_one((0u8, sub)),
+            None => KEYS.hash_one((1u8, self.role, self.client)),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -161,7 +179,12 @@ impl JwtVerifier {
             None => return Err(AuthError::MissingRole(self.role_claim.clone())),
         };
         let sub = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
-        Ok(Principal { role, sub, claims })
+        Ok(Principal {
+            role,
+            sub,
+            claims,
+            client: None,
+        })
     }
 }
 

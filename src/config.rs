@@ -36,6 +36,27 @@ pub struct Config {
     pub cache_memory_mb: u64,
     pub seed: bool,
     pub log_format: LogFormat,
+    /// Connections for callers' queries (the service's own work has a
+    /// small pool of its own).
+    pub db_pool_size: u32,
+    /// Uncached queries one caller may run at once.
+    pub max_queries_per_caller: u32,
+    /// Requests per second each caller may make (0: no limit), and how
+    /// many may come at once.
+    pub rate_limit_per_sec: u32,
+    pub rate_limit_burst: u32,
+    /// Rows one `/rest/v1` insert may carry.
+    pub rest_max_bulk_rows: usize,
+    pub quotas: Quotas,
+}
+
+/// How many rows of each dashboard table one user may own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quotas {
+    pub dashboards: u64,
+    pub widgets: u64,
+    pub data_sources: u64,
+    pub filter_preferences: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -101,6 +122,21 @@ impl Config {
                 None | Some("pretty") => LogFormat::Pretty,
                 Some("json") => LogFormat::Json,
                 Some(other) => return Err(invalid("LOG_FORMAT", other, "must be pretty or json")),
+            },
+            db_pool_size: u32::try_from(positive(&get, "DB_POOL_SIZE", 16)?)
+                .map_err(|_| invalid("DB_POOL_SIZE", "", "is too large"))?,
+            max_queries_per_caller: u32::try_from(positive(&get, "MAX_QUERIES_PER_CALLER", 4)?)
+                .map_err(|_| invalid("MAX_QUERIES_PER_CALLER", "", "is too large"))?,
+            rate_limit_per_sec: parse(&get, "RATE_LIMIT_PER_SEC", "100", "must be a whole number")?,
+            rate_limit_burst: u32::try_from(positive(&get, "RATE_LIMIT_BURST", 200)?)
+                .map_err(|_| invalid("RATE_LIMIT_BURST", "", "is too large"))?,
+            rest_max_bulk_rows: usize::try_from(positive(&get, "REST_MAX_BULK_ROWS", 1000)?)
+                .map_err(|_| invalid("REST_MAX_BULK_ROWS", "", "is too large"))?,
+            quotas: Quotas {
+                dashboards: positive(&get, "QUOTA_DASHBOARDS", 1000)?,
+                widgets: positive(&get, "QUOTA_WIDGETS", 10_000)?,
+                data_sources: positive(&get, "QUOTA_DATA_SOURCES", 1000)?,
+                filter_preferences: positive(&get, "QUOTA_FILTER_PREFERENCES", 10_000)?,
             },
             database_url,
         })
@@ -170,6 +206,12 @@ impl fmt::Debug for Config {
             .field("cache_memory_mb", &self.cache_memory_mb)
             .field("seed", &self.seed)
             .field("log_format", &self.log_format)
+            .field("db_pool_size", &self.db_pool_size)
+            .field("max_queries_per_caller", &self.max_queries_per_caller)
+            .field("rate_limit_per_sec", &self.rate_limit_per_sec)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("rest_max_bulk_rows", &self.rest_max_bulk_rows)
+            .field("quotas", &self.quotas)
             .finish()
     }
 }
@@ -202,6 +244,25 @@ mod tests {
         assert_eq!(c.cache_memory_mb, 64);
         assert!(c.seed);
         assert_eq!(c.log_format, LogFormat::Pretty);
+        assert_eq!(c.db_pool_size, 16);
+        assert_eq!(c.max_queries_per_caller, 4);
+        assert_eq!((c.rate_limit_per_sec, c.rate_limit_burst), (100, 200));
+        assert_eq!(c.rest_max_bulk_rows, 1000);
+        assert_eq!(
+            c.quotas,
+            Quotas {
+                dashboards: 1000,
+                widgets: 10_000,
+                data_sources: 1000,
+                filter_preferences: 10_000
+            }
+        );
+        assert_eq!(
+            config(&[("RATE_LIMIT_PER_SEC", "0")])
+                .unwrap()
+                .rate_limit_per_sec,
+            0
+        );
     }
 
     #[test]
@@ -225,6 +286,15 @@ mod tests {
         assert!(err.to_string().starts_with("QUERY_TIMEOUT_MS"), "{err}");
         let err = config(&[("MAX_ROWS", "0")]).unwrap_err();
         assert!(err.to_string().starts_with("MAX_ROWS"), "{err}");
+        for name in [
+            "DB_POOL_SIZE",
+            "MAX_QUERIES_PER_CALLER",
+            "RATE_LIMIT_BURST",
+            "QUOTA_WIDGETS",
+        ] {
+            let err = config(&[(name, "0")]).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
         let err = config(&[("SEED", "maybe")]).unwrap_err();
         assert!(err.to_string().starts_with("SEED"), "{err}");
         assert_eq!(

@@ -40,6 +40,20 @@ pub enum ApiError {
     NotSingle { rows: usize },
     #[error("no route for {method} {path}")]
     NoRoute { method: String, path: String },
+    /// Over the caller's requests per second (`RATE_LIMIT_PER_SEC`).
+    #[error("too many requests: try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    /// A bulk insert of more rows than `REST_MAX_BULK_ROWS`.
+    #[error("at most {limit} rows per insert (got {rows}); send them in several requests")]
+    TooManyRows { limit: usize, rows: usize },
+    /// A statement would need more bind parameters than PostgreSQL takes.
+    #[error(
+        "the request needs {parameters} values; one statement takes at most {limit}: send fewer rows or values at once"
+    )]
+    TooManyParameters { parameters: usize, limit: usize },
+    /// The user already owns as many rows of the table as allowed.
+    #[error("you may own at most {limit} {what}")]
+    QuotaExceeded { what: &'static str, limit: u64 },
 }
 
 /// The JSON shape of every error response.
@@ -90,11 +104,16 @@ pub enum ErrorCode {
     PayloadTooLarge,
     PermissionDenied,
     QueryTimeout,
+    QuotaExceeded,
+    RateLimited,
     RejectedByDatabase,
     TokenExpired,
     TokenNotYetValid,
     TooManyFilters,
     TooManyMeasures,
+    TooManyParameters,
+    TooManyQueries,
+    TooManyRows,
     TooManyValues,
     TypeMismatch,
     UnknownColumn,
@@ -114,12 +133,20 @@ impl ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::NotSingle { .. } => StatusCode::NOT_ACCEPTABLE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRows { .. } | ApiError::TooManyParameters { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
             ApiError::Exec(e) => match e {
                 ExecError::PermissionDenied { .. } => StatusCode::FORBIDDEN,
                 ExecError::Rejected { conflict: true, .. } => StatusCode::CONFLICT,
                 ExecError::Rejected { .. } => StatusCode::BAD_REQUEST,
                 ExecError::Timeout => StatusCode::GATEWAY_TIMEOUT,
-                ExecError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                ExecError::Unavailable(_) | ExecError::NoAnswer | ExecError::Down => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                ExecError::TooManyQueries { .. } => StatusCode::TOO_MANY_REQUESTS,
                 ExecError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
@@ -136,12 +163,19 @@ impl ApiError {
             ApiError::NotFound { .. } => "not_found",
             ApiError::NoRoute { .. } => "no_route",
             ApiError::NotSingle { .. } => "not_single",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::TooManyRows { .. } => "too_many_rows",
+            ApiError::TooManyParameters { .. } => "too_many_parameters",
+            ApiError::QuotaExceeded { .. } => "quota_exceeded",
             ApiError::Exec(e) => match e {
                 ExecError::PermissionDenied { .. } => "permission_denied",
                 ExecError::Rejected { conflict: true, .. } => "conflict",
                 ExecError::Rejected { .. } => "rejected_by_database",
                 ExecError::Timeout => "query_timeout",
-                ExecError::Unavailable(_) => "database_unavailable",
+                ExecError::Unavailable(_) | ExecError::NoAnswer | ExecError::Down => {
+                    "database_unavailable"
+                }
+                ExecError::TooManyQueries { .. } => "too_many_queries",
                 ExecError::Internal(_) => "internal_error",
             },
         }
@@ -175,10 +209,38 @@ impl ApiError {
                 Some("narrow the data source with filters or a smaller time range".into()),
             ),
             // 5xx: nothing of the cause reaches the client.
-            ApiError::Exec(ExecError::Unavailable(_)) => (
+            ApiError::Exec(ExecError::Unavailable(_) | ExecError::NoAnswer | ExecError::Down) => (
                 "the database is unavailable; try again shortly".into(),
                 None,
                 None,
+            ),
+            ApiError::Exec(ExecError::TooManyQueries { limit }) => (
+                format!(
+                    "you already run {limit} queries at once (MAX_QUERIES_PER_CALLER); \
+                     try again when one has finished"
+                ),
+                Some(serde_json::json!({ "limit": limit })),
+                None,
+            ),
+            ApiError::RateLimited { retry_after_secs } => (
+                self.to_string(),
+                Some(serde_json::json!({ "retry_after_secs": retry_after_secs })),
+                Some("RATE_LIMIT_PER_SEC and RATE_LIMIT_BURST set the limit".into()),
+            ),
+            ApiError::TooManyRows { limit, .. } => (
+                self.to_string(),
+                Some(serde_json::json!({ "limit": limit })),
+                Some("REST_MAX_BULK_ROWS sets the limit".into()),
+            ),
+            ApiError::TooManyParameters { limit, .. } => (
+                self.to_string(),
+                Some(serde_json::json!({ "limit": limit })),
+                None,
+            ),
+            ApiError::QuotaExceeded { limit, .. } => (
+                self.to_string(),
+                Some(serde_json::json!({ "limit": limit })),
+                Some("delete some first, or ask for a larger quota".into()),
             ),
             ApiError::Exec(ExecError::Internal(_)) => ("internal error".into(), None, None),
             _ => (self.to_string(), None, None),
@@ -200,7 +262,21 @@ impl IntoResponse for ApiError {
             // the request id).
             tracing::error!(code = self.code(), cause = ?self, "request failed");
         }
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            // The caller's own queries finish in well under a second; the
+            // database is probed twice a second while down.
+            ApiError::Exec(ExecError::TooManyQueries { .. }) => Some(1),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

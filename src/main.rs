@@ -45,7 +45,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         (None, Some(pg)) => pg.url("postgres"),
         (None, None) => unreachable!("embedded is started when DATABASE_URL is unset"),
     };
-    let pool = db::connect(&url, 16)
+    let pool = db::connect(&url, config.db_pool_size)
         .await
         .context("connecting to PostgreSQL")?;
     db::migrate(&pool).await.context("applying migrations")?;
@@ -55,8 +55,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let app = App::new(config.clone(), pool.clone())
         .await
         .context("loading the schema cache")?;
-    let listener_task = app.spawn_listener();
-    let purge_task = app.spawn_purge();
+    let tasks = [
+        app.spawn_listener(),
+        app.spawn_purge(),
+        app.spawn_probe(),
+        app.spawn_rate_limit_cleanup(),
+    ];
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("listening on {}", config.listen_addr))?;
@@ -69,8 +73,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .context("serving HTTP")?;
 
     tracing::info!("in-flight requests finished; shutting down");
-    listener_task.abort();
-    purge_task.abort();
+    for task in tasks {
+        task.abort();
+    }
     pool.close().await;
     if let Some(pg) = embedded {
         pg.stop().await?;

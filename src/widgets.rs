@@ -8,6 +8,7 @@
 
 use crate::app::App;
 use crate::auth::Principal;
+use crate::deadline::Deadline;
 use crate::error::ApiError;
 use crate::plan::{DataSource, Filter};
 use crate::{exec, sql};
@@ -78,14 +79,19 @@ impl Remembered {
 /// Loads widget `id` as `principal` sees it; one the caller cannot see is
 /// the same 404 as one that does not exist. When the database cannot
 /// answer, the definition this caller last loaded is used, if any.
-pub async fn load(app: &App, principal: &Principal, id: Uuid) -> Result<SavedWidget, ApiError> {
+pub async fn load(
+    app: &App,
+    principal: &Principal,
+    id: Uuid,
+    deadline: Deadline,
+) -> Result<SavedWidget, ApiError> {
     let scope = crate::cache::scope(principal);
-    match load_now(app, principal, id).await {
+    match load_now(app, principal, id, deadline).await {
         Ok(widget) => {
             app.widget_definitions.keep(id, scope, &widget);
             Ok(widget)
         }
-        Err(ApiError::Exec(e @ (exec::ExecError::Unavailable(_) | exec::ExecError::Timeout))) => {
+        Err(ApiError::Exec(e)) if e.is_unavailable() || matches!(e, exec::ExecError::Timeout) => {
             app.widget_definitions
                 .last(id, scope)
                 .ok_or(ApiError::Exec(e))
@@ -94,18 +100,19 @@ pub async fn load(app: &App, principal: &Principal, id: Uuid) -> Result<SavedWid
     }
 }
 
-async fn load_now(app: &App, principal: &Principal, id: Uuid) -> Result<SavedWidget, ApiError> {
+async fn load_now(
+    app: &App,
+    principal: &Principal,
+    id: Uuid,
+    deadline: Deadline,
+) -> Result<SavedWidget, ApiError> {
     let mut args = PgArguments::default();
     args.add(id)
         .map_err(|e| ApiError::Exec(exec::ExecError::Internal(sqlx::Error::Encode(e))))?;
-    let raw = match exec::query_json(
-        &app.pool,
-        principal,
-        app.config.query_timeout,
-        sql::widgets::LOAD,
-        args,
-    )
-    .await
+    let raw = match app
+        .db
+        .query_json(principal, deadline, sql::widgets::LOAD, args)
+        .await
     {
         Ok(raw) => raw,
         // A role with no access to widgets at all (anon) sees none: 404,
@@ -191,7 +198,7 @@ pub fn merge_filters(layers: &[(String, serde_json::Value)], request: &[Filter])
 /// against the exposed schema. `rows` are the written rows, all columns.
 pub async fn check_saved(
     app: &App,
-    tx: &mut exec::WriteTx,
+    tx: &mut exec::WriteTx<'_>,
     table: &str,
     rows: &[serde_json::Value],
 ) -> Result<(), ApiError> {

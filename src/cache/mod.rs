@@ -9,6 +9,10 @@
 //! the query runs, with the data versions known then. A write that commits
 //! meanwhile announces a new version, so later requests use a new key and
 //! never see the entry the slow fill stored under the old one.
+//!
+//! The cache's own database work (the durable level, watching) is
+//! optional: each step gets a short slice of the request's deadline, and a
+//! step that fails or runs out of time is skipped, never an error.
 
 mod key;
 mod memory;
@@ -24,6 +28,7 @@ pub use versions::{CHANNEL as CHANGES_CHANNEL, Versions};
 pub use watch::Watch;
 
 use crate::auth::Principal;
+use crate::deadline::Deadline;
 use crate::plan::QueryPlan;
 use chrono::{DateTime, Utc};
 use memory::Memory;
@@ -33,8 +38,23 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use tokio::sync::OnceCell;
+use std::time::Duration;
+use tokio::sync::{OnceCell, Semaphore};
 use uuid::Uuid;
+
+/// The most of a request's budget a read of the durable level may take:
+/// past it, running the query is the better bet.
+const DURABLE_READ_BUDGET: Duration = Duration::from_millis(250);
+/// The most of a request's budget watching its tables may take (the
+/// listener's round trip and the barrier, itself capped by
+/// [`watch::BARRIER_TIMEOUT`]).
+const WATCH_BUDGET: Duration = Duration::from_millis(500);
+/// Writes to the durable level in flight at once; past that, entries stay
+/// in memory only (other instances then miss), so a flood of distinct
+/// misses cannot pile up tasks and connections.
+const DURABLE_WRITES: usize = 32;
+/// How long one write to the durable level may take.
+const DURABLE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One computed answer.
 #[derive(Debug)]
@@ -89,8 +109,9 @@ pub struct Cache {
     pub stats: Stats,
     memory: Mutex<Memory>,
     in_flight: Mutex<HashMap<Key, Flight>>,
-    /// The durable level's database.
+    /// The durable level's database (the service's own pool, not callers').
     pool: PgPool,
+    durable_writes: Arc<Semaphore>,
     /// Tells this instance's entry announcements from other instances'.
     instance: Uuid,
 }
@@ -104,6 +125,7 @@ impl Cache {
             memory: Mutex::new(Memory::new(memory_bytes)),
             in_flight: Mutex::new(HashMap::new()),
             pool,
+            durable_writes: Arc::new(Semaphore::new(DURABLE_WRITES)),
             instance: Uuid::new_v4(),
         }
     }
@@ -126,12 +148,22 @@ impl Cache {
     /// costs other instances a miss.
     fn keep(&self, key: &Key, widget: Option<Uuid>, entry: &Arc<Entry>) {
         self.memory().insert(key.clone(), Arc::clone(entry));
+        let Ok(permit) = Arc::clone(&self.durable_writes).try_acquire_owned() else {
+            tracing::debug!("durable cache level busy; this entry stays in memory only");
+            return;
+        };
         let (pool, key, entry) = (self.pool.clone(), key.clone(), Arc::clone(entry));
         let announce = format!("{}:{key}", self.instance);
         tokio::spawn(async move {
-            if let Err(e) = table::store(&pool, &key, &announce, widget, &entry).await {
-                tracing::warn!(error = %e, "could not store a cache entry in the table");
+            let store = table::store(&pool, &key, &announce, widget, &entry);
+            match tokio::time::timeout(DURABLE_WRITE_TIMEOUT, store).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not store a cache entry in the table")
+                }
+                Err(_) => tracing::warn!("storing a cache entry in the table timed out"),
             }
+            drop(permit);
         });
     }
 
@@ -156,20 +188,32 @@ impl Cache {
 
     /// Computes the entry for `key` once however many ask at the same time,
     /// and stores it. With `replace` (force_refresh) it always computes.
+    /// The cache's own steps stay well within `deadline`; `compute` is
+    /// bounded by the caller.
     pub async fn fill<E, Fut>(
         &self,
         key: &Key,
         plan: &QueryPlan,
         widget: Option<Uuid>,
         replace: bool,
+        deadline: Deadline,
         compute: impl FnOnce() -> Fut,
     ) -> Result<(Arc<Entry>, Outcome), E>
     where
         Fut: Future<Output = Result<Entry, E>>,
     {
         let tables = plan.tables();
+        let watch = || async {
+            let watched = self.watch.ensure(&self.pool, tables);
+            // Not watched in time: the answer is given, not stored.
+            deadline
+                .within(WATCH_BUDGET)
+                .run(watched)
+                .await
+                .unwrap_or(false)
+        };
         if replace {
-            let storable = self.watch.ensure(&self.pool, tables).await;
+            let storable = watch().await;
             let entry = Arc::new(self.run(compute).await?);
             if storable {
                 self.keep(key, widget, &entry);
@@ -192,22 +236,26 @@ impl Cache {
                     return Some(entry);
                 }
                 // Another instance may have computed it.
-                match table::load(&self.pool, key).await {
-                    Ok(Some(entry)) => {
+                let stored = deadline
+                    .within(DURABLE_READ_BUDGET)
+                    .run(table::load(&self.pool, key));
+                match stored.await {
+                    Ok(Ok(Some(entry))) => {
                         let entry = Arc::new(entry);
                         self.memory().insert(key.clone(), Arc::clone(&entry));
                         self.stats.hits.fetch_add(1, Relaxed);
                         reused = true;
                         return Some(entry);
                     }
-                    Ok(None) => {}
+                    Ok(Ok(None)) => {}
                     // A cache failure never fails a request.
-                    Err(e) => tracing::warn!(error = %e, "cache table unreadable; computing"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cache table unreadable; computing"),
+                    Err(_) => tracing::debug!("cache table too slow; computing"),
                 }
                 let compute = compute.take()?;
                 // Watched before the query takes its snapshot, so a write
                 // it misses is announced (see `watch`).
-                let storable = self.watch.ensure(&self.pool, tables).await;
+                let storable = watch().await;
                 match self.run(compute).await {
                     Ok(entry) => {
                         let entry = Arc::new(entry);
@@ -262,15 +310,17 @@ impl Cache {
         self.stats.snapshot(entries, bytes, evictions)
     }
 
-    /// An entry for the same query and scope at the last data versions
-    /// heard, however old: served, marked stale, when the database cannot
-    /// answer.
-    pub fn stale(
+    /// When the database cannot answer: the entry for the same query and
+    /// scope at the last data versions heard. Unexpired, it is a plain hit
+    /// (no write can have reached a database nobody reaches; its lifetime
+    /// bounds the rest); expired, it is served stale.
+    pub fn fallback(
         &self,
         plan: &QueryPlan,
         ttl_secs: u64,
         principal: &Principal,
-    ) -> Option<Arc<Entry>> {
+        now: DateTime<Utc>,
+    ) -> Option<(Arc<Entry>, Outcome)> {
         if !plan.change_tracked() {
             return None;
         }
@@ -284,8 +334,13 @@ impl Cache {
         let entry = self
             .memory()
             .get(&key::key(plan, ttl_secs, &versions, principal))?;
-        self.stats.stale_serves.fetch_add(1, Relaxed);
-        Some(entry)
+        if entry.expires_at > now {
+            self.stats.hits.fetch_add(1, Relaxed);
+            Some((entry, Outcome::Hit))
+        } else {
+            self.stats.stale_serves.fetch_add(1, Relaxed);
+            Some((entry, Outcome::Stale))
+        }
     }
 
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {

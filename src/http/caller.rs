@@ -1,12 +1,14 @@
 //! The `Caller` extractor: the verified principal behind a request's bearer
-//! token. An `apikey` header, as supabase-js sends it, is ignored.
+//! token, within its rate limit. An `apikey` header, as supabase-js sends
+//! it, is ignored.
 
 use crate::app::App;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub struct Caller(pub Principal);
@@ -23,6 +25,18 @@ impl FromRequestParts<Arc<App>> for Caller {
                     .map_err(|_| crate::auth::AuthError::MalformedHeader)?,
             ),
         };
-        Ok(Caller(app.jwt.verify_header(header)?))
+        let mut principal = app.jwt.verify_header(header)?;
+        principal.client = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        // Counted per caller once the token is known good: a flood of bad
+        // tokens costs a signature check each and reaches nothing.
+        app.rate_limiter
+            .check(principal.caller_key())
+            .map_err(|wait| ApiError::RateLimited {
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            })?;
+        Ok(Caller(principal))
     }
 }

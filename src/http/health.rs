@@ -1,13 +1,20 @@
-//! `GET /health` (the process is up) and `GET /ready` (the database answers
-//! and the migrations are applied).
+//! `GET /health` (the process is up, and how the database looks from here)
+//! and `GET /ready` (the database answers and the migrations are applied).
 
 use crate::app::App;
+use crate::db::DatabaseState;
 use crate::error::ErrorBody;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long `/ready` waits for the database: a probe must answer promptly,
+/// whatever state the database is in.
+const READY_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Status {
@@ -15,11 +22,29 @@ pub struct Status {
     status: &'static str,
 }
 
-/// Liveness: answers as long as the process serves HTTP.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` whenever the process serves HTTP.
+    status: &'static str,
+    /// The database as this instance last saw it. While it is `down` (or
+    /// the embedded cluster is `restarting`), cached answers are served
+    /// and everything else is a 503.
+    database: DatabaseState,
+    /// When the database's state last changed, if it ever did.
+    database_since: Option<DateTime<Utc>>,
+}
+
+/// Liveness: answers as long as the process serves HTTP, with the
+/// database's state in the body (it is not a reason to restart us).
 #[utoipa::path(get, path = "/health", tag = "operations",
-    responses((status = 200, description = "The process is up", body = Status)))]
-pub async fn health() -> Json<Status> {
-    Json(Status { status: "ok" })
+    responses((status = 200, description = "The process is up", body = Health)))]
+pub async fn health(State(app): State<Arc<App>>) -> Json<Health> {
+    let (database, database_since) = app.db.health().state();
+    Json(Health {
+        status: "ok",
+        database,
+        database_since,
+    })
 }
 
 /// Readiness: the database is reachable and the migrations are applied.
@@ -31,11 +56,20 @@ pub async fn health() -> Json<Status> {
 pub async fn ready(
     State(app): State<Arc<App>>,
 ) -> Result<Json<Status>, (StatusCode, Json<ErrorBody>)> {
-    match crate::db::is_ready(&app.pool).await {
-        Ok(true) => Ok(Json(Status { status: "ok" })),
-        Ok(false) => Err(not_ready("the database schema is not migrated")),
-        Err(e) => {
+    if app.db.health().is_down() {
+        return Err(not_ready("the database is unavailable"));
+    }
+    match tokio::time::timeout(READY_TIMEOUT, crate::db::is_ready(app.db.pool())).await {
+        Ok(Ok(true)) => Ok(Json(Status { status: "ok" })),
+        Ok(Ok(false)) => Err(not_ready("the database schema is not migrated")),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
+            app.db.health().suspect();
+            Err(not_ready("the database is unavailable"))
+        }
+        Err(_) => {
+            tracing::warn!("readiness check timed out");
+            app.db.health().suspect();
             Err(not_ready("the database is unavailable"))
         }
     }

@@ -8,11 +8,13 @@
 
 use super::Caller;
 use crate::app::App;
+use crate::auth::{Principal, Role};
+use crate::deadline::Deadline;
 use crate::error::ApiError;
-use crate::exec::{self, WriteTx};
+use crate::exec;
 use crate::rest;
 use crate::schema::Table;
-use crate::sql;
+use crate::sql::{self, TooManyParameters};
 use crate::widgets;
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -35,18 +37,15 @@ pub async fn read(
     Query(params): Query<Params>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let deadline = Deadline::for_request(app.config.query_timeout);
     let table = table(&app, &name)?;
     let range = headers.get("range").and_then(|v| v.to_str().ok());
     let read = rest::read(&table, &params, range)?;
     let (sql, values) = sql::rest::read(&table, &read);
-    let rows = exec::query_json(
-        &app.pool,
-        &principal,
-        app.config.query_timeout,
-        sqlx::AssertSqlSafe(sql),
-        values,
-    )
-    .await?;
+    let rows = app
+        .db
+        .query_json(&principal, deadline, sqlx::AssertSqlSafe(sql), values)
+        .await?;
     let rows: Vec<Value> = parse(rows.get())?;
     let range = match rows.len() {
         0 => "*/*".to_owned(),
@@ -73,7 +72,8 @@ pub async fn write(
     } else {
         json_body(body).await?
     };
-    let (rows, select) = change(&app, &principal, &name, &method, &params, &body).await?;
+    let deadline = Deadline::for_request(app.config.query_timeout);
+    let (rows, select) = change(&app, &principal, &name, &method, &params, &body, deadline).await?;
     let status = if method == Method::POST {
         StatusCode::CREATED
     } else {
@@ -99,15 +99,27 @@ pub async fn write(
 /// Gives the rows written, all columns, and the columns the caller selected.
 pub(super) async fn change(
     app: &App,
-    principal: &crate::auth::Principal,
+    principal: &Principal,
     name: &str,
     method: &Method,
     params: &[(String, String)],
     body: &Value,
+    deadline: Deadline,
 ) -> Result<(Vec<Value>, Vec<String>), ApiError> {
     let table = table(app, name)?;
+    let mut inserted = 0;
     let (sql, values, select) = if method == Method::POST {
+        let limit = app.config.rest_max_bulk_rows;
+        if let Value::Array(rows) = body
+            && rows.len() > limit
+        {
+            return Err(ApiError::TooManyRows {
+                limit,
+                rows: rows.len(),
+            });
+        }
         let insert = rest::insert(&table, params, body)?;
+        inserted = insert.rows.len();
         let select = insert.select.clone();
         let (sql, values) = sql::rest::insert(
             &table,
@@ -115,7 +127,8 @@ pub(super) async fn change(
                 select: all(&table),
                 ..insert
             },
-        );
+        )
+        .map_err(too_many_parameters)?;
         (sql, values, select)
     } else if method == Method::PATCH {
         let update = rest::update(&table, params, body)?;
@@ -126,7 +139,8 @@ pub(super) async fn change(
                 select: all(&table),
                 ..update
             },
-        );
+        )
+        .map_err(too_many_parameters)?;
         (sql, values, select)
     } else {
         let delete = rest::delete(&table, params)?;
@@ -137,16 +151,63 @@ pub(super) async fn change(
                 select: all(&table),
                 ..delete
             },
-        );
+        )
+        .map_err(too_many_parameters)?;
         (sql, values, select)
     };
-    let mut tx = WriteTx::begin(&app.pool, principal, app.config.query_timeout).await?;
+    let mut tx = app.db.begin_write(principal, deadline).await?;
+    if inserted > 0 {
+        check_quota(app, principal, &table, &mut tx, inserted).await?;
+    }
     let rows: Vec<Value> = parse(tx.json(sqlx::AssertSqlSafe(sql), values).await?.get())?;
     if *method != Method::DELETE {
         widgets::check_saved(app, &mut tx, &table.name, &rows).await?;
     }
     tx.commit().await?;
     Ok((rows, select))
+}
+
+fn too_many_parameters(e: TooManyParameters) -> ApiError {
+    ApiError::TooManyParameters {
+        parameters: e.parameters,
+        limit: sql::MAX_PARAMETERS,
+    }
+}
+
+/// Refuses an insert of `adding` rows that would take a user past their
+/// quota of `table` (service_role has none). Holds the user's quota lock
+/// for the rest of `tx`, so concurrent inserts are counted one after the
+/// other.
+async fn check_quota(
+    app: &App,
+    principal: &Principal,
+    table: &Table,
+    tx: &mut exec::WriteTx<'_>,
+    adding: usize,
+) -> Result<(), ApiError> {
+    if principal.role != Role::Authenticated {
+        return Ok(());
+    }
+    let quotas = &app.config.quotas;
+    let (what, limit) = match table.name.as_str() {
+        "dashboards" => ("dashboards", quotas.dashboards),
+        "dashboard_widgets" => ("widgets", quotas.widgets),
+        "widget_data_sources" => ("data sources", quotas.data_sources),
+        "user_filter_preferences" => ("filter preferences", quotas.filter_preferences),
+        _ => return Ok(()),
+    };
+    let (lock, key) = sql::rest::lock_own_rows(table);
+    tx.count(sqlx::AssertSqlSafe(lock), key).await?;
+    let owned = tx
+        .count(
+            sqlx::AssertSqlSafe(sql::rest::count_own_rows(table)),
+            sqlx::postgres::PgArguments::default(),
+        )
+        .await?;
+    if u64::try_from(owned).unwrap_or(0) + adding as u64 > limit {
+        return Err(ApiError::QuotaExceeded { what, limit });
+    }
+    Ok(())
 }
 
 /// The served table `name`, from the schema cache.

@@ -4,6 +4,7 @@ use super::Caller;
 use crate::app::App;
 use crate::auth::Role;
 use crate::cache::{Outcome, Snapshot};
+use crate::deadline::Deadline;
 use crate::error::{ApiError, ErrorBody};
 use crate::pipeline::{self, Answer, Planned, Source};
 use crate::plan::{self, DataSource, Filter};
@@ -94,6 +95,7 @@ impl WidgetDataResponse<'_> {
         (status = 403, description = "The token's role, or the role's privileges, forbid it", body = ErrorBody),
         (status = 404, description = "Widget not found or not visible", body = ErrorBody),
         (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
+        (status = 429, description = "Over the caller's rate limit (`rate_limited`) or its concurrent queries (`too_many_queries`); see `Retry-After`", body = ErrorBody),
         (status = 503, description = "Database unavailable and nothing cached", body = ErrorBody),
         (status = 504, description = "Query timed out", body = ErrorBody),
     )
@@ -106,6 +108,7 @@ pub async fn query_widget_data(
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
     let bytes = read_body(&headers, body).await?;
+    let deadline = Deadline::for_request(app.config.query_timeout);
     let schema = app.schema();
     // A body seen before skips parsing and planning.
     let query = match app.plans.get(&bytes, &schema) {
@@ -120,7 +123,7 @@ pub async fn query_widget_data(
         None => {
             let request: serde_json::Value = parse_json(&bytes)?;
             if request.get("action").is_some() {
-                return action(&app, &principal, request).await;
+                return action(&app, &principal, request, deadline).await;
             }
             let request: WidgetDataRequest =
                 serde_json::from_value(request).map_err(|e| ApiError::InvalidBody {
@@ -154,7 +157,7 @@ pub async fn query_widget_data(
             }
         }
     };
-    let answer = pipeline::run(&app, &principal, &query).await?;
+    let answer = pipeline::run(&app, &principal, &query, deadline).await?;
     app.cache.stats.record(answer.cached(), started.elapsed());
     let max_age = (answer.expires_at() - Utc::now()).num_seconds().max(0);
     let mut seconds = itoa_buffer();
@@ -246,6 +249,7 @@ async fn action(
     app: &App,
     principal: &crate::auth::Principal,
     request: serde_json::Value,
+    deadline: Deadline,
 ) -> Result<Response, ApiError> {
     use axum::http::{Method, StatusCode};
     let request: WidgetAction =
@@ -282,6 +286,7 @@ async fn action(
         &method,
         &params,
         &widget,
+        deadline,
     )
     .await?;
     let row = rows

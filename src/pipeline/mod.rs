@@ -6,10 +6,11 @@
 use crate::app::App;
 use crate::auth::Principal;
 use crate::cache::{Entry, Outcome};
+use crate::deadline::Deadline;
 use crate::error::ApiError;
 use crate::exec::ExecError;
 use crate::plan::{self, Filter, QueryPlan};
-use crate::{exec, sql, widgets};
+use crate::{sql, widgets};
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -67,11 +68,19 @@ impl Answer {
     }
 }
 
-pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answer, ApiError> {
+/// Answers `query` for `principal` by `deadline`: from the cache, by
+/// running the query, or (when the database cannot answer) from the last
+/// entry it knows of.
+pub async fn run(
+    app: &App,
+    principal: &Principal,
+    query: &Query,
+    deadline: Deadline,
+) -> Result<Answer, ApiError> {
     let (plan, ttl_secs, widget) = match &query.source {
         Source::Config(plan) => (Arc::clone(plan), app.config.cache_default_ttl_secs, None),
         Source::Widget(id) => {
-            let widget = widgets::load(app, principal, *id).await?;
+            let widget = widgets::load(app, principal, *id, deadline).await?;
             // The widget's own filters always apply; on top of them the
             // dashboard layers and the request's, merged by column.
             let filters: Vec<Filter> = widget
@@ -102,24 +111,24 @@ pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answ
             outcome: Outcome::Hit,
         });
     }
+    // Known to be down: answer from what we have, without waiting on it.
+    if app.db.health().is_down() {
+        return fall_back(app, &plan, ttl_secs, principal, ExecError::Down);
+    }
     let compute = || async {
         let (sql, values) = sql::build(&plan);
         let cached_at = Utc::now();
-        let data = exec::query_json(
-            &app.pool,
-            principal,
-            app.config.query_timeout,
-            sqlx::AssertSqlSafe(sql),
-            values,
-        )
-        .await?;
+        let data = app
+            .db
+            .query_json(principal, deadline, sqlx::AssertSqlSafe(sql), values)
+            .await?;
         let ttl = chrono::Duration::seconds(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 1000));
         Ok::<_, ApiError>(Entry::new(data, cached_at, cached_at + ttl))
     };
     let result = match &key {
         Some(key) => {
             app.cache
-                .fill(key, &plan, widget, query.force_refresh, compute)
+                .fill(key, &plan, widget, query.force_refresh, deadline, compute)
                 .await
         }
         // Not cacheable: computed for this request alone.
@@ -129,18 +138,28 @@ pub async fn run(app: &App, principal: &Principal, query: &Query) -> Result<Answ
         Ok((entry, outcome)) => Ok(Answer { entry, outcome }),
         // Stale-if-error: an old answer beats none when PostgreSQL cannot
         // give a new one.
-        Err(ApiError::Exec(e @ (ExecError::Unavailable(_) | ExecError::Timeout))) => {
-            match app.cache.stale(&plan, ttl_secs, principal) {
-                Some(entry) => {
-                    tracing::warn!(error = %e, "database could not answer; serving a stale entry");
-                    Ok(Answer {
-                        entry,
-                        outcome: Outcome::Stale,
-                    })
-                }
-                None => Err(ApiError::Exec(e)),
-            }
+        Err(ApiError::Exec(e)) if e.is_unavailable() || matches!(e, ExecError::Timeout) => {
+            fall_back(app, &plan, ttl_secs, principal, e)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// The entry the cache last knew for this query and caller, or `error`.
+fn fall_back(
+    app: &App,
+    plan: &QueryPlan,
+    ttl_secs: u64,
+    principal: &Principal,
+    error: ExecError,
+) -> Result<Answer, ApiError> {
+    match app.cache.fallback(plan, ttl_secs, principal, Utc::now()) {
+        Some((entry, outcome)) => {
+            if outcome == Outcome::Stale {
+                tracing::warn!(error = %error, "database could not answer; serving a stale entry");
+            }
+            Ok(Answer { entry, outcome })
+        }
+        None => Err(ApiError::Exec(error)),
     }
 }

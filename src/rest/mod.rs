@@ -213,14 +213,25 @@ fn split_list(inner: &str) -> Vec<String> {
     items
 }
 
+/// The largest offset or row number PostgreSQL takes (a bigint).
+const MAX_COUNT: u64 = i64::MAX as u64;
+
+/// A count from a URL or header: a whole number PostgreSQL can take.
+fn count(text: &str, field: &str) -> Result<u64, PlanError> {
+    let n: u64 = text
+        .parse()
+        .map_err(|_| invalid(field, format!("{text:?} is not a whole number")))?;
+    if n > MAX_COUNT {
+        return Err(invalid(field, format!("{text} is larger than {MAX_COUNT}")));
+    }
+    Ok(n)
+}
+
 fn number_param(params: &[(String, String)], name: &str) -> Result<Option<u64>, PlanError> {
     params
         .iter()
         .find(|(k, _)| k == name)
-        .map(|(_, v)| {
-            v.parse::<u64>()
-                .map_err(|_| invalid(format!("query.{name}"), format!("{v:?} is not a count")))
-        })
+        .map(|(_, v)| count(v, &format!("query.{name}")))
         .transpose()
 }
 
@@ -264,13 +275,9 @@ pub fn read(
             .trim()
             .split_once('-')
             .ok_or_else(|| invalid("header.range", format!("{range:?}: expected <from>-<to>")))?;
-        offset = from
-            .parse()
-            .map_err(|_| invalid("header.range", format!("{range:?}: expected <from>-<to>")))?;
+        offset = count(from, "header.range")?;
         if !to.is_empty() {
-            let to: u64 = to
-                .parse()
-                .map_err(|_| invalid("header.range", format!("{range:?}: expected <from>-<to>")))?;
+            let to = count(to, "header.range")?;
             if to < offset {
                 return Err(invalid("header.range", "the range ends before it starts"));
             }

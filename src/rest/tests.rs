@@ -110,7 +110,7 @@ fn an_array_insert_fills_missing_keys_with_defaults() {
     let i = insert(&t, &[], &body).unwrap();
     // In key order, as the body's objects have them.
     assert_eq!(i.columns, ["data_source", "title"]);
-    let (sql, _) = sql::rest::insert(&t, &i);
+    let (sql, _) = sql::rest::insert(&t, &i).unwrap();
     assert!(
         sql.starts_with(r#"WITH w AS (INSERT INTO "app"."dashboard_widgets" ("data_source", "title") VALUES (CAST($1 AS jsonb), CAST($2 AS text)), (DEFAULT, CAST($3 AS text)) RETURNING *)"#),
         "{sql}"
@@ -126,7 +126,7 @@ fn an_update_stamps_updated_at() {
         &serde_json::json!({"title": "y"}),
     )
     .unwrap();
-    let (sql, _) = sql::rest::update(&t, &u);
+    let (sql, _) = sql::rest::update(&t, &u).unwrap();
     assert!(
         sql.contains(r#"SET "title" = CAST($1 AS text), "updated_at" = now() WHERE "id" = $2"#),
         "{sql}"

@@ -18,6 +18,25 @@ use sea_query_sqlx::{SqlxBinder, SqlxValues};
 pub mod rest;
 pub mod widgets;
 
+/// The most bind parameters one statement may carry: PostgreSQL's wire
+/// protocol counts them in 16 bits.
+pub const MAX_PARAMETERS: usize = 65_535;
+
+/// A statement whose values PostgreSQL would refuse to bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{parameters} values; one statement takes at most {MAX_PARAMETERS}")]
+pub struct TooManyParameters {
+    pub parameters: usize,
+}
+
+fn checked(sql: String, values: SqlxValues) -> Result<(String, SqlxValues), TooManyParameters> {
+    let parameters = values.0.0.len();
+    if parameters > MAX_PARAMETERS {
+        return Err(TooManyParameters { parameters });
+    }
+    Ok((sql, values))
+}
+
 /// The statement for `plan`: one row, one `json` column holding the array
 /// of result rows (PostgreSQL renders numbers and timestamps itself, the
 /// way PostgREST has it do).

@@ -5,7 +5,7 @@
 //! parameters cast to the column's type; filters are rendered by the same
 //! code as widget queries' (`condition`).
 
-use super::condition;
+use super::{TooManyParameters, checked, condition};
 use crate::plan::Direction;
 use crate::rest::{Delete, Insert, Read, SCHEMA, Update};
 use crate::schema::Table;
@@ -74,7 +74,7 @@ pub fn read(table: &Table, r: &Read) -> (String, SqlxValues) {
     )
 }
 
-pub fn insert(table: &Table, i: &Insert) -> (String, SqlxValues) {
+pub fn insert(table: &Table, i: &Insert) -> Result<(String, SqlxValues), TooManyParameters> {
     let mut q = Query::insert();
     q.into_table(table_ref(table))
         .columns(i.columns.iter().map(Alias::new));
@@ -92,10 +92,10 @@ pub fn insert(table: &Table, i: &Insert) -> (String, SqlxValues) {
     }
     q.returning_all();
     let (sql, values) = q.build_sqlx(PostgresQueryBuilder);
-    (as_json(&sql, &i.select), values)
+    checked(as_json(&sql, &i.select), values)
 }
 
-pub fn update(table: &Table, u: &Update) -> (String, SqlxValues) {
+pub fn update(table: &Table, u: &Update) -> Result<(String, SqlxValues), TooManyParameters> {
     let mut q = Query::update();
     q.table(table_ref(table));
     let mut set: Vec<(Alias, SimpleExpr)> = u
@@ -110,14 +110,40 @@ pub fn update(table: &Table, u: &Update) -> (String, SqlxValues) {
         .cond_where(condition(&u.filter))
         .returning_all();
     let (sql, values) = q.build_sqlx(PostgresQueryBuilder);
-    (as_json(&sql, &u.select), values)
+    checked(as_json(&sql, &u.select), values)
 }
 
-pub fn delete(table: &Table, d: &Delete) -> (String, SqlxValues) {
+pub fn delete(table: &Table, d: &Delete) -> Result<(String, SqlxValues), TooManyParameters> {
     let mut q = Query::delete();
     q.from_table(table_ref(table))
         .cond_where(condition(&d.filter))
         .returning_all();
     let (sql, values) = q.build_sqlx(PostgresQueryBuilder);
-    (as_json(&sql, &d.select), values)
+    checked(as_json(&sql, &d.select), values)
+}
+
+/// Advisory lock class of per-user quota checks (beside the cache's
+/// writer and watcher classes, `cache::watch`).
+const QUOTA_LOCK: i32 = 1_464_139_779;
+
+/// Serialises the caller's inserts into `table` until the transaction
+/// ends, so that two concurrent inserts cannot both see room for one more
+/// row. Keyed by table and `auth.uid()`; other users never wait.
+pub fn lock_own_rows(table: &Table) -> (String, SqlxValues) {
+    let key = format!("{SCHEMA}.{}:", table.name);
+    let sql = format!(
+        "SELECT count(*) FROM (SELECT pg_advisory_xact_lock({QUOTA_LOCK}, \
+         hashtext($1 || coalesce(auth.uid()::text, '')))) l"
+    );
+    (sql, SqlxValues(sea_query::Values(vec![key.into()])))
+}
+
+/// How many rows of `table` the caller sees: under the ownership
+/// policies, the rows they own.
+pub fn count_own_rows(table: &Table) -> String {
+    format!(
+        "SELECT count(*) FROM {}.{}",
+        quoted(SCHEMA),
+        quoted(&table.name)
+    )
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use widget_data::auth::Principal;
 use widget_data::cache::Entry;
+use widget_data::deadline::Deadline;
 
 /// An app whose listener is running, so results may be cached.
 async fn listening_app() -> TestApp {
@@ -161,7 +162,7 @@ async fn a_write_during_a_slow_fill_never_leaves_the_old_result_current() {
     let (entry, _) = t
         .app
         .cache
-        .fill(&key, &planned, None, false, || async move {
+        .fill(&key, &planned, None, false, Deadline::after(Duration::from_secs(10)), || async move {
             let old: i64 = sqlx::query_scalar("SELECT count(*) FROM servers").fetch_one(&pool).await.unwrap();
             sqlx::query("INSERT INTO servers (hostname, status, region) VALUES ('late', 'Ready', 'eu-west-1')")
                 .execute(&pool)

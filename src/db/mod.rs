@@ -3,6 +3,10 @@
 //! Takes a connection URL; gives a pool with the schema in place. Runs
 //! only fixed SQL that ships with the binary.
 
+pub mod health;
+
+pub use health::{DatabaseState, Health};
+
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use std::time::Duration;
@@ -11,16 +15,28 @@ use std::time::Duration;
 pub const DEMO_USER_ID: &str = "5e2b7a1c-3d4f-4a6b-9c8d-0e1f2a3b4c5d";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-const SEED: &str = include_str!("../seed/seed.sql");
+const SEED: &str = include_str!("../../seed/seed.sql");
 
-/// A pool that fails fast when the database is unreachable, instead of
-/// queueing requests for half a minute.
+/// How long start-up, background jobs and tests wait for a pooled
+/// connection. Requests wait less: their own deadline cuts every wait short.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pool of at most `max_connections`, connected once to check the URL.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    options(max_connections).connect(url).await
+}
+
+/// A second pool on the same database as `pool`, connecting on demand:
+/// the service's own work (the durable cache level, the listener, the
+/// purge) never waits behind callers' queries, nor they behind it.
+pub fn sibling(pool: &PgPool, max_connections: u32) -> PgPool {
+    options(max_connections).connect_lazy_with((*pool.connect_options()).clone())
+}
+
+fn options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
+        .acquire_timeout(ACQUIRE_TIMEOUT)
 }
 
 /// Applies `migrations/` (embedded at build time); a no-op when current.

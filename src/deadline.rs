@@ -54,6 +54,14 @@ impl Deadline {
         self.min(Self::after(limit))
     }
 
+    /// `margin` before this deadline (now, at the earliest): for a wait
+    /// that must leave time for the work after it.
+    pub fn sooner_by(self, margin: Duration) -> Self {
+        self.0
+            .checked_sub(margin)
+            .map_or_else(|| Self(Instant::now()), |at| Self(at.max(Instant::now())))
+    }
+
     /// Runs `work` until it finishes or the deadline passes.
     pub async fn run<F: Future>(self, work: F) -> Result<F::Output, Elapsed> {
         tokio::time::timeout_at(self.0, work)
@@ -76,5 +84,10 @@ mod tests {
         let d = Deadline::after(Duration::from_millis(100));
         assert_eq!(d.within(Duration::from_secs(60)), d);
         assert!(d.within(Duration::from_millis(10)) < d);
+        assert_eq!(
+            d.sooner_by(Duration::from_millis(40)).remaining(),
+            Duration::from_millis(60)
+        );
+        assert!(d.sooner_by(Duration::from_secs(9)).is_past());
     }
 }

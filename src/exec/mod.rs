@@ -24,6 +24,10 @@ mod slots;
 
 pub use slots::{CallerSlots, Slot};
 
+/// The least a query gets once it has its slot: waiting longer for one
+/// would only start a query PostgreSQL must cancel at once.
+const SLOT_MARGIN: Duration = Duration::from_millis(100).saturating_add(SERVER_MARGIN);
+
 /// One round trip sets everything the transaction needs. `set_config(...,
 /// true)` is `SET LOCAL`: it ends with the transaction, so a pooled
 /// connection never carries one caller's role into the next request.
@@ -205,7 +209,8 @@ impl Database {
     }
 
     /// Refuses at once while the database is down; else waits for one of
-    /// the caller's query slots.
+    /// the caller's query slots, as long as a query would still have time
+    /// to run after it.
     async fn admit(
         &self,
         principal: &Principal,
@@ -214,12 +219,21 @@ impl Database {
         if self.health.is_down() {
             return Err(ExecError::Down);
         }
-        self.slots
-            .acquire(principal.caller_key(), deadline)
-            .await
-            .map_err(|_| ExecError::TooManyQueries {
-                limit: self.slots.per_caller(),
-            })
+        let slot = self
+            .slots
+            .acquire(principal.caller_key(), deadline.sooner_by(SLOT_MARGIN))
+            .await;
+        slot.map_err(|_| {
+            // The caller's earlier queries held every slot because the
+            // database stopped answering them: say that, not "too many".
+            if self.health.is_down() {
+                ExecError::Down
+            } else {
+                ExecError::TooManyQueries {
+                    limit: self.slots.per_caller(),
+                }
+            }
+        })
     }
 
     /// `QUERY_TIMEOUT_MS`, or less when the request has less left, so that

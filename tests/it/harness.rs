@@ -139,9 +139,17 @@ pub async fn test_app() -> TestApp {
 
 pub async fn test_app_with(extra: &[(&str, &str)]) -> TestApp {
     let (pool, url) = fresh_db().await;
-    let app = App::new(config(&url, extra), pool.clone())
-        .await
-        .expect("app");
+    let config = config(&url, extra);
+    // The callers' pool of the size asked for, as `main` makes it (the
+    // test's own pool above stays for the test's SQL).
+    let callers = if extra.iter().any(|(k, _)| *k == "DB_POOL_SIZE") {
+        db::connect(&url, config.db_pool_size)
+            .await
+            .expect("callers' pool")
+    } else {
+        pool.clone()
+    };
+    let app = App::new(config, callers).await.expect("app");
     TestApp {
         router: widget_data::http::router(Arc::clone(&app)),
         app,

@@ -436,6 +436,9 @@ macro_rules! table {
                     (status = 401, description = "Missing or invalid token", body = ErrorBody),
                     (status = 403, description = "The role may not read the table", body = ErrorBody),
                     (status = 406, description = "An object was asked for and the result is not one row", body = ErrorBody),
+                    (status = 429, description = "Over the caller's rate limit (`rate_limited`) or its concurrent queries (`too_many_queries`); see `Retry-After`", body = ErrorBody),
+                    (status = 503, description = "Database unavailable; see `Retry-After`", body = ErrorBody),
+                    (status = 504, description = "Query timed out", body = ErrorBody),
                 ))]
             pub fn list() {}
 
@@ -450,9 +453,12 @@ macro_rules! table {
                     (status = 201, description = "Created: the rows with `Prefer: return=representation`, else an empty array", body = Vec<$row>),
                     (status = 400, description = "Invalid body or a value the table refuses; `details.field` names it", body = ErrorBody),
                     (status = 401, description = "Missing or invalid token", body = ErrorBody),
-                    (status = 403, description = "Not the caller's to write", body = ErrorBody),
+                    (status = 403, description = "Not the caller's to write, or over the user's quota of rows (`quota_exceeded`)", body = ErrorBody),
                     (status = 409, description = "A row with this key exists", body = ErrorBody),
-                    (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+                    (status = 413, description = "Body larger than 1 MiB, more rows than `REST_MAX_BULK_ROWS` (`too_many_rows`), or more values than one statement takes (`too_many_parameters`)", body = ErrorBody),
+                    (status = 429, description = "Over the caller's rate limit (`rate_limited`) or its concurrent queries (`too_many_queries`); see `Retry-After`", body = ErrorBody),
+                    (status = 503, description = "Database unavailable; see `Retry-After`", body = ErrorBody),
+                    (status = 504, description = "Query timed out", body = ErrorBody),
                 ))]
             pub fn create() {}
 
@@ -470,7 +476,10 @@ macro_rules! table {
                     (status = 401, description = "Missing or invalid token", body = ErrorBody),
                     (status = 403, description = "Not the caller's to write", body = ErrorBody),
                     (status = 409, description = "A row with this key exists", body = ErrorBody),
-                    (status = 413, description = "Body larger than 1 MiB", body = ErrorBody),
+                    (status = 413, description = "Body larger than 1 MiB, or more values than one statement takes (`too_many_parameters`)", body = ErrorBody),
+                    (status = 429, description = "Over the caller's rate limit (`rate_limited`) or its concurrent queries (`too_many_queries`); see `Retry-After`", body = ErrorBody),
+                    (status = 503, description = "Database unavailable; see `Retry-After`", body = ErrorBody),
+                    (status = 504, description = "Query timed out", body = ErrorBody),
                 ))]
             pub fn update() {}
 
@@ -486,6 +495,9 @@ macro_rules! table {
                     (status = 400, description = "No filter, or an invalid one", body = ErrorBody),
                     (status = 401, description = "Missing or invalid token", body = ErrorBody),
                     (status = 403, description = "Not the caller's to delete", body = ErrorBody),
+                    (status = 429, description = "Over the caller's rate limit (`rate_limited`) or its concurrent queries (`too_many_queries`); see `Retry-After`", body = ErrorBody),
+                    (status = 503, description = "Database unavailable; see `Retry-After`", body = ErrorBody),
+                    (status = 504, description = "Query timed out", body = ErrorBody),
                 ))]
             pub fn delete() {}
         }

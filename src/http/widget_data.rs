@@ -336,6 +336,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         (status = 200, description = "Every cache figure", body = Snapshot),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Not service_role", body = ErrorBody),
+        (status = 429, description = "Over the caller's rate limit; see `Retry-After`", body = ErrorBody),
     )
 )]
 pub async fn get_widget_data_stats(

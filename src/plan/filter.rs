@@ -32,6 +32,59 @@ pub enum Cond {
     },
 }
 
+impl Cond {
+    /// The same condition in a normal form: nested groups of one kind
+    /// flattened, the members of a group and the values of a list sorted
+    /// (by their serialisation) and deduplicated. Equal for any two
+    /// spellings that differ only in such order.
+    pub fn normalized(self) -> Cond {
+        fn sort<T: Serialize>(items: Vec<T>) -> Vec<T> {
+            let mut keyed: Vec<(String, T)> = items
+                .into_iter()
+                .map(|item| (serde_json::to_string(&item).unwrap_or_default(), item))
+                .collect();
+            keyed.sort_by(|a, b| a.0.cmp(&b.0));
+            keyed.dedup_by(|a, b| a.0 == b.0);
+            keyed.into_iter().map(|(_, item)| item).collect()
+        }
+        fn flatten(items: Vec<Cond>, all: bool) -> Vec<Cond> {
+            items
+                .into_iter()
+                .map(Cond::normalized)
+                .flat_map(|c| match c {
+                    Cond::All(inner) if all => inner,
+                    Cond::Any(inner) if !all => inner,
+                    other => vec![other],
+                })
+                .collect()
+        }
+        let group = |mut items: Vec<Cond>, all: bool| match items.len() {
+            1 => items.pop().unwrap_or(Cond::Const(all)),
+            _ if all => Cond::All(items),
+            _ => Cond::Any(items),
+        };
+        match self {
+            Cond::All(items) => group(sort(flatten(items, true)), true),
+            Cond::Any(items) => group(sort(flatten(items, false)), false),
+            Cond::Test {
+                column,
+                test: Test::In(values),
+            } => Cond::Test {
+                column,
+                test: Test::In(sort(values)),
+            },
+            Cond::Test {
+                column,
+                test: Test::NotIn(values),
+            } => Cond::Test {
+                column,
+                test: Test::NotIn(sort(values)),
+            },
+            other => other,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Test {

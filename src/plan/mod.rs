@@ -271,8 +271,20 @@ pub fn plan(
         order_by,
         limit,
     };
-    plan.canonical = serde_json::to_vec(&plan).unwrap_or_default().into();
+    plan.canonical = canonical(&plan);
     Ok(plan)
+}
+
+/// The plan serialised with its filters in a normal form: ANDed and ORed
+/// conditions flattened and sorted, `in` lists sorted without repeats.
+/// Two spellings of one question are one cache entry; the SQL keeps the
+/// order it was given.
+fn canonical(plan: &QueryPlan) -> std::sync::Arc<[u8]> {
+    let normal = QueryPlan {
+        filter: plan.filter.clone().map(Cond::normalized),
+        ..plan.clone()
+    };
+    serde_json::to_vec(&normal).unwrap_or_default().into()
 }
 
 fn qualified(table: &Table) -> String {

@@ -308,6 +308,48 @@ fn equivalent_spellings_give_equal_plans() {
 }
 
 #[test]
+fn filters_in_another_order_have_one_canonical_form() {
+    let pairs = [
+        (
+            json!({"table": "servers", "filters": [
+                {"column": "status", "op": "eq", "value": "Active"},
+                {"column": "cpu_pct", "op": "gt", "value": 50}]}),
+            json!({"table": "servers", "filters": [
+                {"column": "cpu_pct", "op": "gt", "value": 50},
+                {"column": "status", "op": "eq", "value": "Active"}]}),
+        ),
+        (
+            json!({"table": "servers", "filters": [{"and": [{"column": "status", "op": "eq", "value": "Active"}]}]}),
+            json!({"table": "servers", "filters": {"status": "Active"}}),
+        ),
+        (
+            json!({"table": "servers", "filters": {"status": ["Ready", "Active", "Ready"]}}),
+            json!({"table": "servers", "filters": {"status": ["Active", "Ready"]}}),
+        ),
+        (
+            json!({"table": "servers", "filters": [{"or": [
+                {"column": "region", "op": "eq", "value": "eu"},
+                {"and": [{"column": "cpu_pct", "op": "lt", "value": 1},
+                         {"column": "memory_mb", "op": "not_in", "value": [3, 1, 2]}]}]}]}),
+            json!({"table": "servers", "filters": [{"or": [
+                {"and": [{"column": "memory_mb", "op": "not_in", "value": [1, 2, 3]},
+                         {"column": "cpu_pct", "op": "lt", "value": 1}]},
+                {"column": "region", "op": "eq", "value": "eu"}]}]}),
+        ),
+    ];
+    for (a, b) in pairs {
+        let (a_plan, b_plan) = (try_plan(a.clone()).unwrap(), try_plan(b.clone()).unwrap());
+        assert_eq!(a_plan.canonical(), b_plan.canonical(), "{a} vs {b}");
+    }
+    // Order is normalised, meaning is not: an OR is not an AND.
+    let and = try_plan(json!({"table": "servers", "filters": [
+        {"column": "status", "op": "eq", "value": "A"}, {"column": "region", "op": "eq", "value": "b"}]}));
+    let or = try_plan(json!({"table": "servers", "filters": [{"or": [
+        {"column": "status", "op": "eq", "value": "A"}, {"column": "region", "op": "eq", "value": "b"}]}]}));
+    assert_ne!(and.unwrap().canonical(), or.unwrap().canonical());
+}
+
+#[test]
 fn limits_default_and_are_capped() {
     let limits = Limits {
         default_limit: 7,

@@ -99,6 +99,9 @@ pub enum ErrorCode {
     NoRoute,
     NotFound,
     NotReady,
+    /// PostgREST's own code for "one row was asked for": supabase-js users
+    /// branch on it.
+    #[schema(rename = "PGRST116")]
     NotSingle,
     OperatorNotAllowed,
     PayloadTooLarge,
@@ -162,7 +165,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotFound { .. } => "not_found",
             ApiError::NoRoute { .. } => "no_route",
-            ApiError::NotSingle { .. } => "not_single",
+            ApiError::NotSingle { .. } => "PGRST116",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::TooManyRows { .. } => "too_many_rows",
             ApiError::TooManyParameters { .. } => "too_many_parameters",

@@ -73,7 +73,11 @@ pub async fn write(
         json_body(body).await?
     };
     let deadline = Deadline::for_request(app.config.query_timeout);
-    let (rows, select) = change(&app, &principal, &name, &method, &params, &body, deadline).await?;
+    let one_row = wants_object(&headers);
+    let (rows, select) = change(
+        &app, &principal, &name, &method, &params, &body, one_row, deadline,
+    )
+    .await?;
     let status = if method == Method::POST {
         StatusCode::CREATED
     } else {
@@ -96,7 +100,10 @@ pub async fn write(
 
 /// Inserts (POST), updates (PATCH) or deletes (DELETE) in table `name` as
 /// `principal`, checking saved widgets and data sources before the commit.
-/// Gives the rows written, all columns, and the columns the caller selected.
+/// With `one_row` (`.single()`), a write of any other number of rows is
+/// rolled back. Gives the rows written, all columns, and the columns the
+/// caller selected.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn change(
     app: &App,
     principal: &Principal,
@@ -104,6 +111,7 @@ pub(super) async fn change(
     method: &Method,
     params: &[(String, String)],
     body: &Value,
+    one_row: bool,
     deadline: Deadline,
 ) -> Result<(Vec<Value>, Vec<String>), ApiError> {
     let table = table(app, name)?;
@@ -160,6 +168,10 @@ pub(super) async fn change(
         check_quota(app, principal, &table, &mut tx, inserted).await?;
     }
     let rows: Vec<Value> = parse(tx.json(sqlx::AssertSqlSafe(sql), values).await?.get())?;
+    if one_row && rows.len() != 1 {
+        // Dropping `tx` rolls the write back: nothing changed.
+        return Err(ApiError::NotSingle { rows: rows.len() });
+    }
     if *method != Method::DELETE {
         widgets::check_saved(app, &mut tx, &table.name, &rows).await?;
     }
@@ -249,11 +261,7 @@ fn respond(
     status: StatusCode,
     rows: Vec<Value>,
 ) -> Result<Response, ApiError> {
-    let single = headers
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("vnd.pgrst.object"));
-    if !single {
+    if !wants_object(headers) {
         return Ok((status, Json(rows)).into_response());
     }
     if rows.len() != 1 {
@@ -265,6 +273,14 @@ fn respond(
         HeaderValue::from_static("application/vnd.pgrst.object+json"),
     );
     Ok(response)
+}
+
+/// supabase-js `.single()` / `.maybeSingle()` asks for one object.
+fn wants_object(headers: &HeaderMap) -> bool {
+    headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("vnd.pgrst.object"))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, ApiError> {

@@ -286,6 +286,7 @@ async fn action(
         &method,
         &params,
         &widget,
+        false,
         deadline,
     )
     .await?;

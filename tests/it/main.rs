@@ -6,6 +6,7 @@ mod harness;
 mod auth;
 mod cache;
 mod compile;
+mod contract;
 mod dashboards;
 mod e2e;
 mod external;

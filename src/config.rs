@@ -48,6 +48,9 @@ pub struct Config {
     /// Rows one `/rest/v1` insert may carry.
     pub rest_max_bulk_rows: usize,
     pub quotas: Quotas,
+    /// How long browsers may keep an answer without asking again (0: they
+    /// revalidate every time, which is exact).
+    pub browser_cache_secs: u64,
 }
 
 /// How many rows of each dashboard table one user may own.
@@ -132,6 +135,7 @@ impl Config {
                 .map_err(|_| invalid("RATE_LIMIT_BURST", "", "is too large"))?,
             rest_max_bulk_rows: usize::try_from(positive(&get, "REST_MAX_BULK_ROWS", 1000)?)
                 .map_err(|_| invalid("REST_MAX_BULK_ROWS", "", "is too large"))?,
+            browser_cache_secs: parse(&get, "BROWSER_CACHE_SECS", "0", "must be a whole number")?,
             quotas: Quotas {
                 dashboards: positive(&get, "QUOTA_DASHBOARDS", 1000)?,
                 widgets: positive(&get, "QUOTA_WIDGETS", 10_000)?,
@@ -212,6 +216,7 @@ impl fmt::Debug for Config {
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("rest_max_bulk_rows", &self.rest_max_bulk_rows)
             .field("quotas", &self.quotas)
+            .field("browser_cache_secs", &self.browser_cache_secs)
             .finish()
     }
 }
@@ -248,6 +253,7 @@ mod tests {
         assert_eq!(c.max_queries_per_caller, 4);
         assert_eq!((c.rate_limit_per_sec, c.rate_limit_burst), (100, 200));
         assert_eq!(c.rest_max_bulk_rows, 1000);
+        assert_eq!(c.browser_cache_secs, 0);
         assert_eq!(
             c.quotas,
             Quotas {

@@ -30,12 +30,17 @@ pub struct SavedWidget {
     pub layers: Vec<(String, serde_json::Value)>,
     /// `refresh_interval`, or the default of the widget's type.
     pub ttl_secs: Option<u64>,
+    /// How long browsers may keep its answers without asking again
+    /// (`config.browser_cache_ttl`, seed 001's browser layer); `None`:
+    /// the service's `BROWSER_CACHE_SECS`.
+    pub browser_ttl_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct Row {
     widget_type: String,
     refresh_interval: Option<i64>,
+    browser_cache_ttl: Option<serde_json::Value>,
     data_source: Option<serde_json::Value>,
     filters: serde_json::Value,
     defaults: Vec<(String, serde_json::Value)>,
@@ -149,6 +154,10 @@ async fn load_now(
         filters,
         layers: row.defaults.into_iter().chain(row.preferences).collect(),
         ttl_secs,
+        browser_ttl_secs: row
+            .browser_cache_ttl
+            .as_ref()
+            .and_then(serde_json::Value::as_u64),
     })
 }
 

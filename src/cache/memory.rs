@@ -7,9 +7,6 @@ use super::key::Key;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// Bookkeeping bytes counted per entry on top of its data.
-const OVERHEAD_BYTES: usize = 160;
-
 struct Slot {
     entry: Arc<Entry>,
     /// The tick of its last use.
@@ -30,7 +27,7 @@ pub struct Memory {
 }
 
 fn size(entry: &Entry) -> usize {
-    entry.data.get().len() + OVERHEAD_BYTES
+    entry.weight()
 }
 
 impl Memory {

@@ -66,16 +66,38 @@ pub struct Entry {
     /// The response body of a hit on this entry, rendered by the first hit
     /// and reused by the rest.
     pub hit_body: std::sync::OnceLock<axum::body::Bytes>,
+    /// Names this answer for HTTP revalidation, as an `ETag` value: a
+    /// digest of the rows and of when they were computed.
+    pub etag: axum::body::Bytes,
 }
 
 impl Entry {
     pub fn new(data: Box<RawValue>, cached_at: DateTime<Utc>, expires_at: DateTime<Utc>) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(data.get().as_bytes())
+            .chain_update(cached_at.timestamp_micros().to_le_bytes())
+            .finalize();
+        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
         Self {
             data,
             cached_at,
             expires_at,
             hit_body: Default::default(),
+            // Weak: a hit's body and a miss's differ in `cached` only.
+            etag: format!("W/\"{hex}\"").into(),
         }
+    }
+
+    /// Bytes this entry holds or will hold: the rows, the hit body
+    /// rendered from them (the rows again plus a small envelope), and the
+    /// bookkeeping around them. Counted in full from the start, so the
+    /// memory bound holds whether or not the entry is ever hit.
+    pub fn weight(&self) -> usize {
+        /// The hit body's envelope around the rows, and the entry's own
+        /// fields, key and index slots.
+        const AROUND_BYTES: usize = 512;
+        2 * self.data.get().len() + AROUND_BYTES
     }
 }
 

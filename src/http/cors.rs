@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
 const ANY: HeaderValue = HeaderValue::from_static("*");
-const EXPOSED: HeaderValue = HeaderValue::from_static("x-request-id, x-cache, content-range");
+const EXPOSED: HeaderValue = HeaderValue::from_static("x-request-id, x-cache, content-range, etag");
 const MAX_AGE: HeaderValue = HeaderValue::from_static("3600");
 
 #[derive(Clone, Copy, Default)]

@@ -11,8 +11,8 @@ use crate::plan::{self, DataSource, Filter};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
@@ -82,12 +82,19 @@ impl WidgetDataResponse<'_> {
     tag = "widget-data",
     operation_id = "query_widget_data",
     request_body = WidgetDataBody,
+    params(("If-None-Match" = Option<String>, Header, description = "The `ETag` of the answer the client holds")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The widget's rows (or, for update_widget and delete_widget, the widget)", body = WidgetDataOk,
             headers(
                 ("x-cache" = String, description = "hit, miss, coalesced or stale"),
-                ("cache-control" = String, description = "private, max-age=<seconds until expires_at>"),
+                ("cache-control" = String, description = "`private, no-cache` (revalidate with `If-None-Match`), or `private, max-age=<n>` when a browser lifetime was opted into (`BROWSER_CACHE_SECS`, or a widget's `config.browser_cache_ttl`)"),
+                ("etag" = String, description = "Names this answer; send it back in `If-None-Match`"),
+            )),
+        (status = 304, description = "`If-None-Match` names the current answer: keep yours (no body)",
+            headers(
+                ("etag" = String, description = "The answer's tag"),
+                ("x-cache" = String, description = "hit, miss, coalesced or stale"),
             )),
         (status = 201, description = "create_widget: the widget created", body = WidgetActionResponse),
         (status = 400, description = "The body or its data source is invalid; `details.field` names what", body = ErrorBody),
@@ -159,9 +166,13 @@ pub async fn query_widget_data(
     };
     let answer = pipeline::run(&app, &principal, &query, deadline).await?;
     app.cache.stats.record(answer.cached(), started.elapsed());
-    let max_age = (answer.expires_at() - Utc::now()).num_seconds().max(0);
     let mut seconds = itoa_buffer();
-    let cache_control = format_max_age(&mut seconds, max_age);
+    let browser_secs = answer
+        .browser_ttl_secs
+        .unwrap_or(app.config.browser_cache_secs);
+    let cache_control = browser_cache_control(&mut seconds, &answer, browser_secs);
+    let etag = etag(&answer);
+    let revalidated = if_none_match(&headers, &etag);
     let headers = [
         (
             HeaderName::from_static("x-cache"),
@@ -172,8 +183,13 @@ pub async fn query_widget_data(
             HeaderValue::from_str(cache_control)
                 .unwrap_or(HeaderValue::from_static("private, no-cache")),
         ),
+        (ETAG, etag),
         (CONTENT_TYPE, HeaderValue::from_static("application/json")),
     ];
+    // The browser holds this very answer: tell it so, without the body.
+    if revalidated {
+        return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
+    }
     // Every hit on an entry has the same body: render it once.
     let body = if answer.outcome == Outcome::Hit {
         answer
@@ -195,13 +211,47 @@ fn itoa_buffer() -> [u8; 48] {
     [0; 48]
 }
 
-/// `private, max-age=<n>` in `buf`, without allocating.
-fn format_max_age(buf: &mut [u8; 48], seconds: i64) -> &str {
+/// `private, no-cache` (browsers keep the body but ask each time, so a
+/// write is never hidden by their copy), unless a browser lifetime was
+/// opted into: then `private, max-age=<n>`, never past the entry's own
+/// expiry. Written into `buf`, without allocating.
+fn browser_cache_control<'b>(buf: &'b mut [u8; 48], answer: &Answer, browser_secs: u64) -> &'b str {
     use std::io::Write;
+    const REVALIDATE: &str = "private, no-cache";
+    if browser_secs == 0 || answer.stale() {
+        return REVALIDATE;
+    }
+    let left = (answer.expires_at() - Utc::now()).num_seconds().max(0) as u64;
     let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    let _ = write!(cursor, "private, max-age={seconds}");
+    let _ = write!(cursor, "private, max-age={}", browser_secs.min(left));
     let len = cursor.position() as usize;
-    std::str::from_utf8(&buf[..len]).unwrap_or("private, no-cache")
+    std::str::from_utf8(&buf[..len]).unwrap_or(REVALIDATE)
+}
+
+/// The answer's `ETag`: the entry's, or a variant of it for a stale
+/// serve (its body says `"stale": true`).
+fn etag(answer: &Answer) -> HeaderValue {
+    let tag = &answer.entry.etag;
+    let value = if answer.stale() {
+        let mut stale = tag[..tag.len() - 1].to_vec();
+        stale.extend_from_slice(b"-stale\"");
+        Bytes::from(stale)
+    } else {
+        tag.clone()
+    };
+    HeaderValue::from_maybe_shared(value).unwrap_or(HeaderValue::from_static("W/\"\""))
+}
+
+/// Whether `If-None-Match` names `etag` (weak comparison, RFC 9110 13.1.2).
+fn if_none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let opaque = |t: &[u8]| t.strip_prefix(b"W/").unwrap_or(t).to_vec();
+    let ours = opaque(etag.as_bytes());
+    headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|t| t.trim_ascii())
+        .any(|t| t == b"*" || opaque(t) == ours)
 }
 
 /// The body of `POST /functions/v1/widget-data`: a query, or an action.

@@ -42,6 +42,9 @@ pub struct Query {
 pub struct Answer {
     pub entry: Arc<Entry>,
     pub outcome: Outcome,
+    /// A saved widget's own browser lifetime (`config.browser_cache_ttl`),
+    /// if it opted into one.
+    pub browser_ttl_secs: Option<u64>,
 }
 
 impl Answer {
@@ -77,10 +80,12 @@ pub async fn run(
     query: &Query,
     deadline: Deadline,
 ) -> Result<Answer, ApiError> {
+    let mut browser_ttl_secs = None;
     let (plan, ttl_secs, widget) = match &query.source {
         Source::Config(plan) => (Arc::clone(plan), app.config.cache_default_ttl_secs, None),
         Source::Widget(id) => {
             let widget = widgets::load(app, principal, *id, deadline).await?;
+            browser_ttl_secs = widget.browser_ttl_secs;
             // The widget's own filters always apply; on top of them the
             // dashboard layers and the request's, merged by column.
             let filters: Vec<Filter> = widget
@@ -109,11 +114,15 @@ pub async fn run(
         return Ok(Answer {
             entry,
             outcome: Outcome::Hit,
+            browser_ttl_secs,
         });
     }
     // Known to be down: answer from what we have, without waiting on it.
     if app.db.health().is_down() {
-        return fall_back(app, &plan, ttl_secs, principal, ExecError::Down);
+        return fall_back(app, &plan, ttl_secs, principal, ExecError::Down).map(|a| Answer {
+            browser_ttl_secs,
+            ..a
+        });
     }
     let compute = || async {
         let (sql, values) = sql::build(&plan);
@@ -134,15 +143,23 @@ pub async fn run(
         // Not cacheable: computed for this request alone.
         None => compute().await.map(|e| (Arc::new(e), Outcome::Miss)),
     };
-    match result {
-        Ok((entry, outcome)) => Ok(Answer { entry, outcome }),
+    let answer = match result {
+        Ok((entry, outcome)) => Answer {
+            entry,
+            outcome,
+            browser_ttl_secs: None,
+        },
         // Stale-if-error: an old answer beats none when PostgreSQL cannot
         // give a new one.
         Err(ApiError::Exec(e)) if e.is_unavailable() || matches!(e, ExecError::Timeout) => {
-            fall_back(app, &plan, ttl_secs, principal, e)
+            fall_back(app, &plan, ttl_secs, principal, e)?
         }
-        Err(e) => Err(e),
-    }
+        Err(e) => return Err(e),
+    };
+    Ok(Answer {
+        browser_ttl_secs,
+        ..answer
+    })
 }
 
 /// The entry the cache last knew for this query and caller, or `error`.
@@ -158,7 +175,11 @@ fn fall_back(
             if outcome == Outcome::Stale {
                 tracing::warn!(error = %error, "database could not answer; serving a stale entry");
             }
-            Ok(Answer { entry, outcome })
+            Ok(Answer {
+                entry,
+                outcome,
+                browser_ttl_secs: None,
+            })
         }
         None => Err(ApiError::Exec(error)),
     }

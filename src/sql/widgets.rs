@@ -5,7 +5,7 @@
 /// The filter layers: global defaults (every dashboard's first, then this
 /// dashboard's), then the caller's own preferences for the dashboard.
 pub const LOAD: &str = "SELECT coalesce(json_agg(w.*), '[]'::json) FROM ( \
-    SELECT w.widget_type, w.refresh_interval, \
+    SELECT w.widget_type, w.refresh_interval, w.config -> 'browser_cache_ttl' AS browser_cache_ttl, \
            coalesce(w.data_source, s.data_source) AS data_source, \
            coalesce(w.filters, '[]'::jsonb) AS filters, \
            (SELECT coalesce(json_agg(json_build_array(g.filter_key, g.value) \

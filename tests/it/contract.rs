@@ -90,3 +90,96 @@ async fn a_single_write_that_matches_other_than_one_row_changes_nothing() {
         vec![Some("changed".to_owned()), None, None, None]
     );
 }
+
+#[tokio::test]
+async fn browsers_revalidate_by_default_and_a_304_answers_the_same_entry() {
+    let t = test_app().await;
+    t.listen().await;
+    let token = user(DEMO_USER);
+    let config = json!({"table": "servers", "groupBy": "status"});
+    let first = t.query(&token, config.clone()).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.headers["cache-control"], "private, no-cache");
+    let etag = first.headers["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with("W/\""), "{etag}");
+    let ask = |tag: String| {
+        let t = &t;
+        let token = token.clone();
+        let config = config.clone();
+        async move {
+            t.request_with(
+                Method::POST,
+                "/functions/v1/widget-data",
+                Some(&token),
+                Some(json!({ "config": config })),
+                &[("if-none-match", &tag)],
+            )
+            .await
+        }
+    };
+    let not_modified = ask(etag.clone()).await;
+    assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(not_modified.body, serde_json::Value::Null, "no body");
+    assert_eq!(not_modified.headers["etag"], etag.as_str());
+    assert_eq!(not_modified.headers["x-cache"], "hit");
+    // A list of tags, one of them ours, and the strong form of ours.
+    assert_eq!(
+        ask(format!("\"x\", {etag}")).await.status,
+        StatusCode::NOT_MODIFIED
+    );
+    assert_eq!(
+        ask(etag.trim_start_matches("W/").to_owned()).await.status,
+        StatusCode::NOT_MODIFIED
+    );
+    // A write makes a new answer, which the old tag does not name.
+    sqlx::query("UPDATE servers SET status = 'Ready' WHERE id = 1")
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let fresh = ask(etag.clone()).await;
+        if fresh.status == StatusCode::OK {
+            assert_ne!(fresh.headers["etag"], etag.as_str());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write was never heard"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_browser_lifetime_is_opt_in_and_never_outlasts_the_entry() {
+    let t = test_app_with(&[("BROWSER_CACHE_SECS", "60")]).await;
+    t.listen().await;
+    let reply = t.query(&user(DEMO_USER), json!({"table": "servers"})).await;
+    assert_eq!(reply.headers["cache-control"], "private, max-age=60");
+    // A widget's own `config.browser_cache_ttl` wins, within its lifetime.
+    let widget: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO app.dashboard_widgets (dashboard_id, owner_id, widget_type, data_source, config, refresh_interval)
+         SELECT dashboard_id, owner_id, 'chart', '{\"table\": \"servers\"}', '{\"browser_cache_ttl\": 600}', 120
+         FROM app.dashboard_widgets LIMIT 1 RETURNING id",
+    )
+    .fetch_one(&t.pool)
+    .await
+    .unwrap();
+    let reply = t
+        .request(
+            Method::POST,
+            "/functions/v1/widget-data",
+            Some(&user(DEMO_USER)),
+            Some(json!({ "widget_id": widget })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let cache_control = reply.headers["cache-control"].to_str().unwrap();
+    let max_age: u64 = cache_control
+        .strip_prefix("private, max-age=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((119..=120).contains(&max_age), "{cache_control}");
+}

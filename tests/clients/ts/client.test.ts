@@ -94,7 +94,15 @@ async function run(service: Service): Promise<void> {
   assert.equal(byId.response.status, 200);
   assert.ok(byId.data && 'cached' in byId.data);
   assert.ok(byId.data.data.length > 0);
-  assert.ok(byId.response.headers.get('cache-control')?.startsWith('private, max-age='));
+  assert.equal(byId.response.headers.get('cache-control'), 'private, no-cache');
+  // Revalidation: the answer's ETag sent back is a 304 with no body.
+  const etag = byId.response.headers.get('etag');
+  assert.ok(etag?.startsWith('W/"'));
+  const again = await client.POST('/functions/v1/widget-data', {
+    body: { widget_id: widget.id },
+    headers: { 'If-None-Match': etag },
+  });
+  assert.equal(again.response.status, 304);
 
   // A typed error: an unknown column, named in details.field.
   const bad = await client.POST('/functions/v1/widget-data', {

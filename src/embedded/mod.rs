@@ -1,11 +1,14 @@
 //! A private PostgreSQL cluster for `cargo run` and the tests, made with the
 //! machine's own PostgreSQL binaries.
 //!
-//! Takes a directory; gives a running server listening on a unix socket in
-//! that directory (never on a TCP port, so clusters never clash). As root,
-//! every PostgreSQL binary runs as the `postgres` system user. The server
-//! cannot outlive this process: it runs under a watchdog shell that stops it
-//! as soon as our end of its stdin pipe closes, even on a crash.
+//! Takes a directory; gives a running server listening on a unix socket
+//! (never on a TCP port, so clusters never clash). As root, every
+//! PostgreSQL binary runs as the `postgres` system user, and a directory
+//! that user cannot reach is exchanged for one it can ([`location`]). The
+//! server cannot outlive this process: it runs under a watchdog shell that
+//! stops it as soon as our end of its stdin pipe closes, even on a crash.
+
+mod location;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,12 +17,13 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
 
+use location::Location;
+
 const SUPERUSER: &str = "postgres";
 const OS_USER: &str = "postgres";
-/// Unix socket paths are limited to 107 bytes; `/.s.PGSQL.5432` adds 14 and
-/// the lock file beside it 5 more: keep the whole path under 100.
-const MAX_SOCKET_DIR: usize = 80;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stop waits for a live server to finish its fast shutdown.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
@@ -37,6 +41,14 @@ pub enum EmbeddedError {
     Command { command: String, output: String },
     #[error("PostgreSQL did not start: {reason}\n--- server log (tail) ---\n{log}")]
     Start { reason: String, log: String },
+    #[error("refusing to keep the cluster in {}: {problem}", path.display())]
+    UnsafeDirectory { path: PathBuf, problem: String },
+    #[error(
+        "{} holds a cluster, but the `{OS_USER}` user cannot reach it: a parent directory is not traversable; \
+         make it traversable (chmod o+x) or move the cluster and set DATA_DIR",
+        path.display()
+    )]
+    UnreachableCluster { path: PathBuf },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedError {
@@ -107,44 +119,22 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A running cluster. Dropping it stops the server (without waiting).
-pub struct EmbeddedPostgres {
-    data_dir: PathBuf,
-    socket_dir: PathBuf,
-    log: PathBuf,
-    watchdog: Option<Child>,
-    stdin: Option<ChildStdin>,
+/// A created cluster: what it takes to start its server, again and again.
+#[derive(Clone, Debug)]
+struct Cluster {
+    bindir: PathBuf,
+    location: Location,
 }
 
-impl EmbeddedPostgres {
-    /// Creates the cluster under `dir` on first use (initdb), or reuses it;
-    /// starts it and waits until it accepts connections.
-    pub async fn start(dir: &Path) -> Result<Self, EmbeddedError> {
-        let dir = std::path::absolute(dir).map_err(io(format!("resolving {}", dir.display())))?;
-        let mut pg = tokio::task::spawn_blocking(move || Self::launch(&dir))
-            .await
-            .map_err(|e| EmbeddedError::Start {
-                reason: format!("the start task failed: {e}"),
-                log: String::new(),
-            })??;
-        pg.wait_until_ready().await?;
-        Ok(pg)
-    }
-
-    /// initdb when needed, then the server under its watchdog.
-    fn launch(dir: &Path) -> Result<Self, EmbeddedError> {
+impl Cluster {
+    /// Finds the binaries, makes the directories and, on first use, the
+    /// cluster itself (initdb).
+    fn create(dir: &Path) -> Result<Self, EmbeddedError> {
         let bindir = find_bindir()?;
-        let root = running_as_root();
-        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-        let data_dir = dir
-            .canonicalize()
-            .map_err(io(format!("resolving {}", dir.display())))?;
-        if root {
-            chown_to_postgres(&data_dir)?;
-        }
-        if !data_dir.join("PG_VERSION").exists() {
-            let mut initdb = as_cluster_user(root, &bindir.join("initdb"));
-            initdb.arg("-D").arg(&data_dir).args([
+        let location = Location::prepare(dir, running_as_root())?;
+        if !location.data_dir.join("PG_VERSION").exists() {
+            let mut initdb = as_cluster_user(location.as_root, &bindir.join("initdb"));
+            initdb.arg("-D").arg(&location.data_dir).args([
                 "-U",
                 SUPERUSER,
                 "--auth=trust",
@@ -154,12 +144,30 @@ impl EmbeddedPostgres {
             ]);
             run(initdb, "initdb")?;
         }
-        let socket_dir = socket_dir_for(&data_dir, root)?;
-        // After a crash (of the machine, or a SIGKILL of the watchdog) the
-        // lock files stay; PostgreSQL copes unless their pid now belongs to
-        // another live process.
-        clear_stale_lock(&data_dir.join("postmaster.pid"));
-        clear_stale_lock(&socket_dir.join(".s.PGSQL.5432.lock"));
+        Ok(Self { bindir, location })
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.location.data_dir.join("postmaster.pid")
+    }
+
+    fn socket_lock(&self) -> PathBuf {
+        self.location.socket_dir.join(".s.PGSQL.5432.lock")
+    }
+
+    /// The server under its watchdog; does not wait for it to be ready.
+    fn spawn(self) -> Result<EmbeddedPostgres, EmbeddedError> {
+        let Location {
+            data_dir,
+            socket_dir,
+            as_root,
+            ..
+        } = &self.location;
+        // After a crash (of the machine, or a SIGKILL of the watchdog or the
+        // server) the lock files stay; PostgreSQL copes unless their pid now
+        // belongs to another live process.
+        clear_stale_lock(&self.pid_file());
+        clear_stale_lock(&self.socket_lock());
         let log = data_dir.join("server.log");
         // The watchdog: the server runs in the background of a shell; a
         // reader waits on our pipe (fd 3) and, when it closes (we stopped,
@@ -179,12 +187,12 @@ while kill -0 $pid 2>/dev/null; do wait $pid; status=$?; done
 kill $reader 2>/dev/null
 exit $status
 "#;
-        let mut cmd = as_cluster_user(root, Path::new("sh"));
+        let mut cmd = as_cluster_user(*as_root, Path::new("sh"));
         cmd.arg("-c")
             .arg(script)
-            .arg(bindir.join("postgres"))
-            .arg(&data_dir)
-            .arg(&socket_dir)
+            .arg(self.bindir.join("postgres"))
+            .arg(data_dir)
+            .arg(socket_dir)
             .arg(&log)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -194,13 +202,33 @@ exit $status
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut watchdog = cmd.spawn().map_err(io("starting the PostgreSQL server"))?;
         let stdin = watchdog.stdin.take();
-        Ok(Self {
-            data_dir,
-            socket_dir,
+        Ok(EmbeddedPostgres {
+            cluster: self,
             log,
             watchdog: Some(watchdog),
             stdin,
         })
+    }
+}
+
+/// A running cluster. Dropping it stops the server (without waiting).
+pub struct EmbeddedPostgres {
+    cluster: Cluster,
+    log: PathBuf,
+    watchdog: Option<Child>,
+    stdin: Option<ChildStdin>,
+}
+
+impl EmbeddedPostgres {
+    /// Creates the cluster under `dir` on first use (initdb), or reuses it;
+    /// starts it and waits until it accepts connections. As root, when the
+    /// `postgres` user cannot reach `dir`, the cluster lives in a place it
+    /// can reach instead ([`relocated_from`](Self::relocated_from)).
+    pub async fn start(dir: &Path) -> Result<Self, EmbeddedError> {
+        let dir = std::path::absolute(dir).map_err(io(format!("resolving {}", dir.display())))?;
+        let mut pg = blocking(move || Cluster::create(&dir)?.spawn()).await?;
+        pg.wait_until_ready().await?;
+        Ok(pg)
     }
 
     /// Polls with real connections (no client binaries needed), failing
@@ -219,9 +247,7 @@ exit $status
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => "connecting timed out".to_owned(),
             };
-            if let Some(child) = self.watchdog.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
+            if let Some(status) = self.exit_status() {
                 return Err(self.start_failed(format!("the server exited ({status})")));
             }
             if Instant::now() > deadline {
@@ -230,6 +256,15 @@ exit $status
                 )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// How the watchdog, and so the server, exited, once it has.
+    fn exit_status(&mut self) -> Option<String> {
+        match self.watchdog.as_mut()?.try_wait() {
+            Ok(None) => None,
+            Ok(Some(status)) => Some(status.to_string()),
+            Err(e) => Some(format!("it cannot be waited for: {e}")),
         }
     }
 
@@ -243,43 +278,59 @@ exit $status
     /// A sqlx connection URL for `database`, as the cluster's superuser
     /// `postgres` (no password; trust on the unix socket).
     pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgres://{SUPERUSER}@localhost/{database}?host={}",
-            self.socket_dir.display()
-        )
+        self.cluster.location.url(database)
     }
 
     /// Where the cluster's files live.
     pub fn data_dir(&self) -> &Path {
-        &self.data_dir
+        &self.cluster.location.data_dir
     }
 
     /// The directory holding the server's unix socket (`psql -h`).
     pub fn socket_dir(&self) -> &Path {
-        &self.socket_dir
+        &self.cluster.location.socket_dir
     }
 
-    /// Fast shutdown; returns once the server has exited (its
-    /// `postmaster.pid` is gone).
+    /// The directory asked for, when the cluster lives elsewhere because
+    /// the `postgres` user cannot reach it (as root only).
+    pub fn relocated_from(&self) -> Option<&Path> {
+        self.cluster.location.relocated_from.as_deref()
+    }
+
+    /// Fast shutdown; returns once the server has exited. A server that
+    /// died before leaves its lock files behind; they are cleared.
     pub async fn stop(mut self) -> Result<(), EmbeddedError> {
-        let child = self.watchdog.take();
+        let watchdog = self.watchdog.take();
         let stdin = self.stdin.take();
-        let pid_file = self.data_dir.join("postmaster.pid");
-        tokio::task::spawn_blocking(move || {
+        let cluster = self.cluster.clone();
+        blocking(move || {
             drop(stdin);
-            if let Some(mut child) = child {
-                child.wait().map_err(io("waiting for PostgreSQL to stop"))?;
+            if let Some(mut watchdog) = watchdog {
+                watchdog
+                    .wait()
+                    .map_err(io("waiting for PostgreSQL to stop"))?;
             }
             // The shell waits for the server, which removes its pid file
-            // last; this only guards against a watchdog killed by others.
-            let deadline = Instant::now() + Duration::from_secs(30);
+            // last. A killed server leaves the file naming a dead process:
+            // nothing to wait for. A live one means the watchdog was killed
+            // by others; its reader still stops the server.
+            let pid_file = cluster.pid_file();
+            let deadline = Instant::now() + STOP_TIMEOUT;
             while pid_file.exists() {
+                if lock_pid(&pid_file).and_then(is_live_postgres) == Some(false) {
+                    clear_stale_lock(&pid_file);
+                    clear_stale_lock(&cluster.socket_lock());
+                    break;
+                }
                 if Instant::now() > deadline {
                     return Err(EmbeddedError::Io {
                         what: "waiting for PostgreSQL to stop".into(),
                         source: std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
-                            format!("{} still exists after 30s", pid_file.display()),
+                            format!(
+                                "{} still names a running server after {STOP_TIMEOUT:?}",
+                                pid_file.display()
+                            ),
                         ),
                     });
                 }
@@ -288,10 +339,6 @@ exit $status
             Ok(())
         })
         .await
-        .map_err(|e| EmbeddedError::Io {
-            what: "waiting for PostgreSQL to stop".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?
     }
 }
 
@@ -307,28 +354,50 @@ impl Drop for EmbeddedPostgres {
     }
 }
 
+/// Runs blocking work (process spawning and waiting) off the runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, EmbeddedError> + Send + 'static,
+) -> Result<T, EmbeddedError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| EmbeddedError::Io {
+            what: "running a PostgreSQL start or stop".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+}
+
 /// Removes a PostgreSQL lock file whose pid is no live `postgres` process
 /// (a reused pid would otherwise make the server refuse to start). A live
 /// server's lock is left alone; the server then explains in its log.
 fn clear_stale_lock(lock: &Path) {
-    if !Path::new("/proc/self").exists() {
-        return; // no way to tell; leave it to PostgreSQL
+    if lock_pid(lock).and_then(is_live_postgres) == Some(false) {
+        let _ = std::fs::remove_file(lock);
     }
-    let Ok(text) = std::fs::read_to_string(lock) else {
-        return;
-    };
-    let Some(pid) = text
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse::<i64>().ok())
-    else {
-        return;
-    };
-    let comm = std::fs::read_to_string(format!("/proc/{}/comm", pid.unsigned_abs()));
-    if comm.is_ok_and(|c| c.trim() == "postgres") {
-        return;
+}
+
+/// The pid on the first line of a PostgreSQL lock file (negative for a
+/// single-user backend).
+fn lock_pid(lock: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(lock).ok()?;
+    let pid = text.lines().next()?.trim().parse::<i64>().ok()?;
+    u32::try_from(pid.unsigned_abs()).ok()
+}
+
+/// Whether `pid` is a running `postgres` process (a zombie is not); `None`
+/// where there is no /proc to tell.
+fn is_live_postgres(pid: u32) -> Option<bool> {
+    if !Path::new("/proc/self/stat").exists() {
+        return None;
     }
-    let _ = std::fs::remove_file(lock);
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Some(false);
+    };
+    // "pid (comm) state ...": the name may itself hold parentheses.
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        return Some(false);
+    };
+    let state = stat[close + 1..].split_whitespace().next();
+    Some(&stat[open + 1..close] == "postgres" && !matches!(state, Some("Z" | "X")))
 }
 
 fn as_cluster_user(root: bool, program: &Path) -> Command {
@@ -356,48 +425,6 @@ fn run(mut cmd: Command, name: &str) -> Result<(), EmbeddedError> {
     })
 }
 
-fn chown_to_postgres(dir: &Path) -> Result<(), EmbeddedError> {
-    let mut chown = Command::new("chown");
-    chown.arg("-R").arg(format!("{OS_USER}:")).arg(dir);
-    run(chown, "chown")?;
-    // The server user must be able to reach the directory.
-    let mut probe = as_cluster_user(true, Path::new("test"));
-    probe.arg("-w").arg(dir);
-    if run(probe, "access check").is_err() {
-        return Err(EmbeddedError::Command {
-            command: "access check".into(),
-            output: format!(
-                "the `{OS_USER}` user cannot write {}: a parent directory is not traversable; \
-                 set DATA_DIR to a directory it can reach (e.g. under /tmp or /var/lib)",
-                dir.display()
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// The data directory itself when its path is short enough for a unix
-/// socket, else a short directory under /tmp.
-fn socket_dir_for(data_dir: &Path, root: bool) -> Result<PathBuf, EmbeddedError> {
-    if data_dir.as_os_str().len() <= MAX_SOCKET_DIR {
-        return Ok(data_dir.to_path_buf());
-    }
-    let hash = data_dir
-        .as_os_str()
-        .as_encoded_bytes()
-        .iter()
-        .fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ *b as u64).wrapping_mul(0x100000001b3)
-        });
-    // Not temp_dir(): TMPDIR may be long itself.
-    let dir = PathBuf::from(format!("/tmp/wd-pg-{hash:016x}"));
-    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-    if root {
-        chown_to_postgres(&dir)?;
-    }
-    Ok(dir)
-}
-
 fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -410,7 +437,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A fresh directory name under the temp dir, unique per test and run.
-    fn scratch(name: &str) -> PathBuf {
+    pub(super) fn scratch(name: &str) -> PathBuf {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "widget-data-{name}-{}-{}",
@@ -542,23 +569,133 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn as_root_an_unreachable_directory_is_named() {
+    async fn stopping_a_server_that_was_killed_is_quick() {
+        let dir = scratch("killed");
+        let mut pg = EmbeddedPostgres::start(&dir).await.unwrap();
+        kill_9(postmaster_pid(&dir));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pg.exit_status().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the watchdog outlived its server"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            dir.join("postmaster.pid").exists(),
+            "a killed server leaves its pid file"
+        );
+        let started = Instant::now();
+        pg.stop().await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            !dir.join("postmaster.pid").exists(),
+            "the stale lock is cleared"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Removes what a relocation test made under the real relocation root,
+    /// even when the test fails half-way: its own clusters (named after a
+    /// directory only it asks for), then the parents if nothing else is in
+    /// them.
+    struct RelocatedCleanup {
+        prefix: String,
+        private: PathBuf,
+    }
+
+    impl Drop for RelocatedCleanup {
+        fn drop(&mut self) {
+            let root = Path::new(location::RELOCATION_ROOT);
+            let clusters = root.join("clusters");
+            for entry in std::fs::read_dir(&clusters).into_iter().flatten().flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&self.prefix)
+                {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+            let _ = std::fs::remove_dir(&clusters);
+            let _ = std::fs::remove_dir(root);
+            let _ = std::fs::remove_dir_all(&self.private);
+        }
+    }
+
+    #[tokio::test]
+    async fn as_root_an_unreachable_directory_gets_a_reachable_cluster_that_is_reused() {
         if !running_as_root() {
             return;
         }
         let private = scratch("private");
+        let name = format!("relocated-{}", std::process::id());
+        let _cleanup = RelocatedCleanup {
+            prefix: format!("{name}-"),
+            private: private.clone(),
+        };
         std::fs::create_dir_all(&private).unwrap();
         std::fs::set_permissions(
             &private,
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )
         .unwrap();
-        let err = EmbeddedPostgres::start(&private.join("pg"))
+        let asked = private.join(&name);
+        let pg = EmbeddedPostgres::start(&asked).await.unwrap();
+        let home = pg.data_dir().to_path_buf();
+        assert_eq!(
+            pg.relocated_from(),
+            Some(asked.canonicalize().unwrap().as_path())
+        );
+        assert!(
+            home.starts_with(Path::new(location::RELOCATION_ROOT).join("clusters")),
+            "{}",
+            home.display()
+        );
+        assert!(
+            !asked.join("PG_VERSION").exists(),
+            "nothing made where asked"
+        );
+        let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
+        sqlx::raw_sql("CREATE TABLE kept (n int); INSERT INTO kept VALUES (7)")
+            .execute(&mut conn)
             .await
-            .err()
-            .expect("postgres cannot enter a root-only directory");
-        assert!(err.to_string().contains("cannot write"), "{err}");
-        let _ = std::fs::remove_dir_all(&private);
+            .unwrap();
+        conn.close().await.unwrap();
+        pg.stop().await.unwrap();
+
+        let pg = EmbeddedPostgres::start(&asked).await.unwrap();
+        assert_eq!(
+            pg.data_dir(),
+            home,
+            "the second start finds the same cluster"
+        );
+        let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
+        let n: i32 = sqlx::query_scalar("SELECT n FROM kept")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(n, 7);
+        conn.close().await.unwrap();
+        pg.stop().await.unwrap();
+    }
+
+    /// The pid on the first line of a running server's `postmaster.pid`.
+    pub(super) fn postmaster_pid(data_dir: &Path) -> u32 {
+        lock_pid(&data_dir.join("postmaster.pid")).expect("a running server's pid file")
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub(super) fn kill_9(pid: u32) {
+        let status = Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -9 {pid}");
     }
 
     fn scratch_root(dir: &Path) -> PathBuf {

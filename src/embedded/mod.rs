@@ -7,8 +7,12 @@
 //! that user cannot reach is exchanged for one it can ([`location`]). The
 //! server cannot outlive this process: it runs under a watchdog shell that
 //! stops it as soon as our end of its stdin pipe closes, even on a crash.
+//! [`EmbeddedPostgres::supervise`] restarts it whenever it dies ([`supervisor`]).
 
 mod location;
+mod supervisor;
+
+pub use supervisor::{ClusterState, Supervisor};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -173,11 +177,14 @@ impl Cluster {
         // reader waits on our pipe (fd 3) and, when it closes (we stopped,
         // or died without cleanup), asks the server for a fast shutdown.
         // The shell exits with the server, so an early exit is seen at once.
+        // A background job of a non-interactive shell starts with SIGINT
+        // ignored, until the server installs its handler: a stop that early
+        // would be lost, so the reader repeats it until the server is gone.
         let script = r#"
 "$0" -D "$1" -c listen_addresses= -c unix_socket_directories="$2" -c unix_socket_permissions=0777 >>"$3" 2>&1 &
 pid=$!
 exec 3<&0
-(read _ <&3; kill -INT $pid 2>/dev/null) &
+(read _ <&3; while kill -INT $pid 2>/dev/null; do sleep 0.2; done) &
 reader=$!
 exec 3<&- 0</dev/null
 trap 'kill -INT $pid 2>/dev/null' TERM INT
@@ -229,6 +236,12 @@ impl EmbeddedPostgres {
         let mut pg = blocking(move || Cluster::create(&dir)?.spawn()).await?;
         pg.wait_until_ready().await?;
         Ok(pg)
+    }
+
+    /// Starts the server of a cluster started before, in the same
+    /// directories; does not wait for it to be ready.
+    async fn respawn(cluster: Cluster) -> Result<Self, EmbeddedError> {
+        blocking(move || cluster.spawn()).await
     }
 
     /// Polls with real connections (no client binaries needed), failing
@@ -305,17 +318,34 @@ impl EmbeddedPostgres {
         let cluster = self.cluster.clone();
         blocking(move || {
             drop(stdin);
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            let still_running = |what: String| EmbeddedError::Io {
+                what: "waiting for PostgreSQL to stop".into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("{what} after {STOP_TIMEOUT:?}"),
+                ),
+            };
             if let Some(mut watchdog) = watchdog {
-                watchdog
-                    .wait()
-                    .map_err(io("waiting for PostgreSQL to stop"))?;
+                while watchdog
+                    .try_wait()
+                    .map_err(io("waiting for PostgreSQL to stop"))?
+                    .is_none()
+                {
+                    if Instant::now() > deadline {
+                        return Err(still_running(format!(
+                            "the server of {} still runs",
+                            cluster.location.data_dir.display()
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
             }
             // The shell waits for the server, which removes its pid file
             // last. A killed server leaves the file naming a dead process:
             // nothing to wait for. A live one means the watchdog was killed
             // by others; its reader still stops the server.
             let pid_file = cluster.pid_file();
-            let deadline = Instant::now() + STOP_TIMEOUT;
             while pid_file.exists() {
                 if lock_pid(&pid_file).and_then(is_live_postgres) == Some(false) {
                     clear_stale_lock(&pid_file);
@@ -323,16 +353,10 @@ impl EmbeddedPostgres {
                     break;
                 }
                 if Instant::now() > deadline {
-                    return Err(EmbeddedError::Io {
-                        what: "waiting for PostgreSQL to stop".into(),
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!(
-                                "{} still names a running server after {STOP_TIMEOUT:?}",
-                                pid_file.display()
-                            ),
-                        ),
-                    });
+                    return Err(still_running(format!(
+                        "{} still names a running server",
+                        pid_file.display()
+                    )));
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -596,6 +620,29 @@ mod tests {
             !dir.join("postmaster.pid").exists(),
             "the stale lock is cleared"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_server_stopped_as_it_starts_still_stops() {
+        let dir = scratch("early-stop");
+        EmbeddedPostgres::start(&dir)
+            .await
+            .unwrap()
+            .stop()
+            .await
+            .unwrap();
+        let cluster = Cluster::create(&dir).unwrap();
+        // Before the server has set up its signal handlers.
+        let pg = EmbeddedPostgres::respawn(cluster).await.unwrap();
+        let started = Instant::now();
+        pg.stop().await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(!dir.join("postmaster.pid").exists(), "no server left");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -14,4 +14,5 @@ mod instances;
 mod openapi;
 mod rls;
 mod stale;
+mod supervisor;
 mod widgets;

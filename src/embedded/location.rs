@@ -220,15 +220,16 @@ fn chown_to_postgres(dir: &Path) -> Result<(), EmbeddedError> {
     let mut chown = Command::new("chown");
     chown.arg("-R").arg(format!("{OS_USER}:")).arg(dir);
     run(chown, "chown")?;
-    // The server user must be able to reach the directory.
+    // Its parent is reachable (checked for a data directory; /tmp is), so
+    // a failure here has another cause, such as a read-only mount.
     let mut probe = as_cluster_user(true, Path::new("test"));
     probe.arg("-w").arg(dir);
     if run(probe, "access check").is_err() {
         return Err(EmbeddedError::Command {
             command: "access check".into(),
             output: format!(
-                "the `{OS_USER}` user cannot write {}: a parent directory is not traversable; \
-                 set DATA_DIR to a directory it can reach (e.g. under /tmp or /var/lib)",
+                "the `{OS_USER}` user cannot write {} although it owns it; \
+                 set DATA_DIR to a directory it can write (e.g. under /tmp or /var/lib)",
                 dir.display()
             ),
         });

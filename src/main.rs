@@ -4,7 +4,7 @@
 use anyhow::Context;
 use std::process::ExitCode;
 use widget_data::config::{Config, LogFormat};
-use widget_data::embedded::{EmbeddedError, EmbeddedPostgres};
+use widget_data::embedded::{EmbeddedError, EmbeddedPostgres, Supervisor};
 use widget_data::{app::App, auth, db, http};
 
 #[tokio::main]
@@ -37,7 +37,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         None => {
             let dir = config.data_dir.join("postgres");
             tracing::info!(dir = %dir.display(), "starting embedded PostgreSQL");
-            Some(EmbeddedPostgres::start(&dir).await?)
+            Some(EmbeddedPostgres::start(&dir).await?.supervise())
         }
     };
     let url = match (&config.database_url, &embedded) {
@@ -114,7 +114,7 @@ async fn shutdown_signal() {
 
 /// In embedded dev mode, prints ready-to-use tokens signed with the
 /// configured secret (the dev secret unless JWT_SECRET is set).
-fn print_banner(config: &Config, addr: std::net::SocketAddr, embedded: Option<&EmbeddedPostgres>) {
+fn print_banner(config: &Config, addr: std::net::SocketAddr, embedded: Option<&Supervisor>) {
     println!("\nwidget-data listening on http://{addr}");
     println!("  POST http://{addr}/functions/v1/widget-data   docs: http://{addr}/docs");
     let Some(pg) = embedded else { return };
@@ -123,6 +123,14 @@ fn print_banner(config: &Config, addr: std::net::SocketAddr, embedded: Option<&E
         "    (psql -h {} -U postgres postgres)",
         pg.socket_dir().display()
     );
+    println!("  cluster: {}", pg.data_dir().display());
+    if let Some(asked) = pg.relocated_from() {
+        println!(
+            "    {} (DATA_DIR/postgres) is not reachable by the postgres user; the cluster lives at {}",
+            asked.display(),
+            pg.data_dir().display()
+        );
+    }
     if config.jwt_secret_is_dev {
         println!("  dev JWT secret: {}", config.jwt_secret);
     }

@@ -8,14 +8,15 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Service {
+/// The real binary, run as a child process; shared with `supervisor`.
+pub(crate) struct Service {
     child: Child,
     addr: String,
-    database_url: String,
+    pub(crate) database_url: String,
     tokens: Vec<(String, String)>,
 }
 
-fn start(data_dir: &Path) -> Service {
+pub(crate) fn start(data_dir: &Path) -> Service {
     let mut child = Command::new(env!("CARGO_BIN_EXE_widget-data"))
         .env_remove("DATABASE_URL")
         .env_remove("JWT_SECRET")
@@ -72,7 +73,7 @@ impl Drop for Service {
 }
 
 impl Service {
-    fn token(&self, name: &str) -> &str {
+    pub(crate) fn token(&self, name: &str) -> &str {
         &self
             .tokens
             .iter()
@@ -82,7 +83,7 @@ impl Service {
     }
 
     /// A minimal HTTP/1.1 client: one request per connection.
-    fn call(
+    pub(crate) fn call(
         &self,
         method: &str,
         path: &str,
@@ -111,7 +112,7 @@ impl Service {
         (status, serde_json::from_str(payload).unwrap_or(Value::Null))
     }
 
-    fn wait_ready(&self) {
+    pub(crate) fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.call("GET", "/ready", None, None).0 != 200 {
             assert!(Instant::now() < deadline, "service never became ready");
@@ -120,7 +121,7 @@ impl Service {
     }
 
     /// SIGTERM, then the process must finish by itself.
-    fn terminate(mut self) {
+    pub(crate) fn terminate(mut self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()

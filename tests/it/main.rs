@@ -18,4 +18,5 @@ mod limits;
 mod openapi;
 mod rls;
 mod stale;
+mod supervisor;
 mod widgets;

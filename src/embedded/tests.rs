@@ -1,0 +1,344 @@
+//! Tests of the unsupervised cluster: binaries, start, stop, locks,
+//! relocation as root, and the watchdog. They start real servers.
+
+use super::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A fresh directory name under the temp dir, unique per test and run.
+pub(super) fn scratch(name: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "widget-data-{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn the_newest_versioned_install_is_chosen_and_none_is_one_clear_error() {
+    let root = scratch("bindir");
+    assert_eq!(
+        search_bindir(None, None, &root).unwrap_err().to_string(),
+        "PostgreSQL binaries not found: install PostgreSQL (e.g. apt-get install postgresql) or set DATABASE_URL"
+    );
+    for version in ["9.6", "15", "16", "notes"] {
+        let bin = root.join(version).join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        if version != "16" {
+            // 16 is incomplete: no postgres binary.
+            std::fs::write(bin.join("postgres"), "").unwrap();
+        }
+        std::fs::write(bin.join("initdb"), "").unwrap();
+    }
+    assert_eq!(
+        search_bindir(None, None, &root).unwrap(),
+        root.join("15").join("bin")
+    );
+    // PATH wins over the versioned directories, pg_config over PATH.
+    let on_path = root.join("9.6").join("bin");
+    assert_eq!(
+        search_bindir(None, Some(on_path.clone().into_os_string()), &root).unwrap(),
+        on_path
+    );
+    let from_pg_config = root.join("15").join("bin");
+    assert_eq!(
+        search_bindir(
+            Some(from_pg_config.clone()),
+            Some(on_path.into_os_string()),
+            &root
+        )
+        .unwrap(),
+        from_pg_config
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn the_machines_binaries_are_found() {
+    let dir = find_bindir().expect("PostgreSQL is installed on test machines");
+    assert!(dir.join("initdb").is_file());
+    assert!(dir.join("postgres").is_file());
+}
+
+#[tokio::test]
+async fn a_cluster_starts_stops_and_keeps_its_data() {
+    let dir = scratch("embedded");
+    let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+    assert!(pg.url("postgres").contains("?host=/"), "a unix socket");
+    let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    sqlx::raw_sql("CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    pg.stop().await.unwrap();
+    assert!(!dir.join("postmaster.pid").exists(), "stopped");
+
+    // A stale lock naming a live process that is not PostgreSQL (as
+    // after a reboot that reused the pid) does not stop a restart.
+    std::fs::write(
+        dir.join("postmaster.pid"),
+        format!("{}\n{}\n", std::process::id(), dir.display()),
+    )
+    .unwrap();
+    let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+    let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
+    let n: i32 = sqlx::query_scalar("SELECT n FROM kept")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 42);
+    conn.close().await.unwrap();
+    pg.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_long_directory_gets_a_short_socket_path() {
+    let dir = scratch("long").join("x".repeat(60)).join("y".repeat(60));
+    let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+    assert!(pg.socket_dir().join(".s.PGSQL.5432.lock").as_os_str().len() < 100);
+    let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
+    conn.ping().await.unwrap();
+    conn.close().await.unwrap();
+    let socket_dir = pg.socket_dir().to_path_buf();
+    pg.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(scratch_root(&dir));
+    let _ = std::fs::remove_dir_all(socket_dir);
+}
+
+#[tokio::test]
+async fn a_server_that_cannot_start_fails_fast_with_its_log() {
+    let dir = scratch("broken");
+    EmbeddedPostgres::start(&dir)
+        .await
+        .unwrap()
+        .stop()
+        .await
+        .unwrap();
+    let conf = dir.join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("\nshared_buffers = 'plenty'\n");
+    std::fs::write(&conf, text).unwrap();
+    let started = Instant::now();
+    let err = EmbeddedPostgres::start(&dir).await.err().expect("fails");
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("the server exited"), "{text}");
+    assert!(text.contains("shared_buffers"), "the log's tail: {text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn stopping_a_server_that_was_killed_is_quick() {
+    let dir = scratch("killed");
+    let mut pg = EmbeddedPostgres::start(&dir).await.unwrap();
+    kill_9(postmaster_pid(&dir));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pg.exit_status().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the watchdog outlived its server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        dir.join("postmaster.pid").exists(),
+        "a killed server leaves its pid file"
+    );
+    let started = Instant::now();
+    pg.stop().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !dir.join("postmaster.pid").exists(),
+        "the stale lock is cleared"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_server_stopped_as_it_starts_still_stops() {
+    let dir = scratch("early-stop");
+    EmbeddedPostgres::start(&dir)
+        .await
+        .unwrap()
+        .stop()
+        .await
+        .unwrap();
+    let cluster = Cluster::create(&dir).unwrap();
+    // Before the server has set up its signal handlers.
+    let pg = EmbeddedPostgres::respawn(cluster).await.unwrap();
+    let started = Instant::now();
+    pg.stop().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!dir.join("postmaster.pid").exists(), "no server left");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Removes what a relocation test made under the real relocation root,
+/// even when the test fails half-way: its own clusters (named after a
+/// directory only it asks for), then the parents if nothing else is in
+/// them.
+struct RelocatedCleanup {
+    prefix: String,
+    private: PathBuf,
+}
+
+impl Drop for RelocatedCleanup {
+    fn drop(&mut self) {
+        let root = Path::new(location::RELOCATION_ROOT);
+        let clusters = root.join("clusters");
+        for entry in std::fs::read_dir(&clusters).into_iter().flatten().flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&self.prefix)
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&clusters);
+        let _ = std::fs::remove_dir(root);
+        let _ = std::fs::remove_dir_all(&self.private);
+    }
+}
+
+#[tokio::test]
+async fn as_root_an_unreachable_directory_gets_a_reachable_cluster_that_is_reused() {
+    if !running_as_root() {
+        return;
+    }
+    let private = scratch("private");
+    let name = format!("relocated-{}", std::process::id());
+    let _cleanup = RelocatedCleanup {
+        prefix: format!("{name}-"),
+        private: private.clone(),
+    };
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let asked = private.join(&name);
+    let pg = EmbeddedPostgres::start(&asked).await.unwrap();
+    let home = pg.data_dir().to_path_buf();
+    assert_eq!(
+        pg.relocated_from(),
+        Some(asked.canonicalize().unwrap().as_path())
+    );
+    assert!(
+        home.starts_with(Path::new(location::RELOCATION_ROOT).join("clusters")),
+        "{}",
+        home.display()
+    );
+    assert!(
+        !asked.join("PG_VERSION").exists(),
+        "nothing made where asked"
+    );
+    let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE kept (n int); INSERT INTO kept VALUES (7)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    pg.stop().await.unwrap();
+
+    let pg = EmbeddedPostgres::start(&asked).await.unwrap();
+    assert_eq!(
+        pg.data_dir(),
+        home,
+        "the second start finds the same cluster"
+    );
+    let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
+    let n: i32 = sqlx::query_scalar("SELECT n FROM kept")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 7);
+    conn.close().await.unwrap();
+    pg.stop().await.unwrap();
+}
+
+/// The pid on the first line of a running server's `postmaster.pid`.
+pub(super) fn postmaster_pid(data_dir: &Path) -> u32 {
+    lock_pid(&data_dir.join("postmaster.pid")).expect("a running server's pid file")
+}
+
+/// SIGKILL: the process gets no chance to clean up.
+pub(super) fn kill_9(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+fn scratch_root(dir: &Path) -> PathBuf {
+    dir.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+/// Run by `the_server_dies_with_its_owner` in a child process: starts a
+/// cluster, says so, and waits to be killed without running any
+/// destructor.
+#[tokio::test]
+#[ignore = "helper process of the_server_dies_with_its_owner"]
+async fn owner_process() {
+    let (Some(dir), Some(marker)) = (
+        std::env::var_os("WIDGET_DATA_OWNER_DIR"),
+        std::env::var_os("WIDGET_DATA_OWNER_MARKER"),
+    ) else {
+        return;
+    };
+    let pg = EmbeddedPostgres::start(Path::new(&dir)).await.unwrap();
+    std::mem::forget(pg);
+    std::fs::write(marker, "started").unwrap();
+    tokio::time::sleep(Duration::from_secs(300)).await;
+}
+
+#[test]
+fn the_server_dies_with_its_owner() {
+    let dir = scratch("owner");
+    let marker = dir.with_extension("started");
+    let mut owner = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "embedded::tests::owner_process", "--ignored"])
+        .env("WIDGET_DATA_OWNER_DIR", &dir)
+        .env("WIDGET_DATA_OWNER_MARKER", &marker)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(owner.try_wait().unwrap().is_none(), "the owner failed");
+        assert!(Instant::now() < deadline, "the owner never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid_file = dir.join("postmaster.pid");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let pid = pid.lines().next().unwrap().trim().to_owned();
+    assert!(Path::new(&format!("/proc/{pid}")).exists(), "running");
+    owner.kill().unwrap(); // SIGKILL: no destructor, no cleanup
+    owner.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pid_file.exists() || Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "the server outlived its owner");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_file(&marker);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use std::process::ExitCode;
 use widget_data::config::{Config, LogFormat};
-use widget_data::embedded::{EmbeddedError, EmbeddedPostgres, Supervisor};
+use widget_data::embedded::{ClusterState, EmbeddedError, EmbeddedPostgres, Supervisor};
 use widget_data::{app::App, auth, db, http};
 
 #[tokio::main]
@@ -55,12 +55,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let app = App::new(config.clone(), pool.clone())
         .await
         .context("loading the schema cache")?;
-    let tasks = [
+    let mut tasks = vec![
         app.spawn_listener(),
         app.spawn_purge(),
         app.spawn_probe(),
         app.spawn_rate_limit_cleanup(),
     ];
+    if let Some(pg) = &embedded {
+        tasks.push(tokio::spawn(report_cluster(pg.state(), app.clone())));
+    }
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("listening on {}", config.listen_addr))?;
@@ -81,6 +84,27 @@ async fn run(config: Config) -> anyhow::Result<()> {
         pg.stop().await?;
     }
     Ok(())
+}
+
+/// What the embedded cluster's supervisor sees goes into `/health`, and
+/// requests stop waiting on a cluster being restarted.
+async fn report_cluster(
+    mut state: tokio::sync::watch::Receiver<ClusterState>,
+    app: std::sync::Arc<App>,
+) {
+    loop {
+        let now = *state.borrow_and_update();
+        match now {
+            ClusterState::Up => app.db.health().set_restarting(false),
+            ClusterState::Down | ClusterState::Restarting { .. } => {
+                app.db.health().set_restarting(true)
+            }
+            ClusterState::Stopped => return,
+        }
+        if state.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -39,11 +39,41 @@ fn a_killed_database_comes_back_and_the_service_answers_from_it_again() {
     let pid_file = dir.join("postgres").join("postmaster.pid");
     let killed = postmaster_pid(&pid_file, None, Duration::from_secs(5));
 
+    let (_, health) = service.call("GET", "/health", None, None);
+    assert_eq!(health["database"], "up", "{health}");
     let status = Command::new("kill")
         .args(["-9", &killed.to_string()])
         .status()
         .unwrap();
     assert!(status.success());
+    // /health reports the outage while it lasts (if we look in time: the
+    // restart takes well under a second), and the process stays healthy.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, health) = service.call("GET", "/health", None, None);
+        assert_eq!(status, 200, "{health}");
+        let database = health["database"].as_str().unwrap_or_default().to_owned();
+        if seen.last() != Some(&database) {
+            seen.push(database.clone());
+        }
+        if database == "up" && seen.len() > 1 {
+            break;
+        }
+        if database == "up" && Instant::now() > deadline - Duration::from_secs(25) {
+            break; // the restart was quicker than our first look
+        }
+        assert!(
+            Instant::now() < deadline,
+            "database never up again: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        seen.iter()
+            .all(|s| ["up", "down", "restarting"].contains(&s.as_str())),
+        "{seen:?}"
+    );
     let back = postmaster_pid(&pid_file, Some(killed), Duration::from_secs(30));
     service.wait_ready();
 

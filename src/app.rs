@@ -100,6 +100,11 @@ impl App {
             Err(e) => tracing::warn!(error = %e, "could not install change tracking"),
         }
         let fresh = schema::load(&self.pool, &self.config.exposed_schemas).await?;
+        // Before the new schema is used: a permission change must never
+        // be planned under and keyed with the old digest.
+        self.cache
+            .versions
+            .set_permissions(schema::permissions(&self.pool).await?);
         tracing::info!(tables = fresh.len(), "schema cache loaded");
         *self.schema.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
         let rest = load_rest_tables(&self.pool).await?;
@@ -176,14 +181,18 @@ impl App {
             .await?;
         // Anything may have changed while we were not listening.
         self.reload_schema().await?;
-        let last_change: i64 = sqlx::query_scalar("SELECT last_value FROM app.data_version")
+        // A number no write and no other session will ever carry: entries
+        // of an earlier session were made under watches that ended with
+        // it, and writes since went unannounced, so none of them may be
+        // reachable from this one (an equal base would revive them).
+        let session: i64 = sqlx::query_scalar("SELECT nextval('app.data_version')")
             .fetch_one(&self.pool)
             .await?;
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut listener)
             .await?;
         self.cache.watch.forget();
-        self.cache.versions.reset(last_change);
+        self.cache.versions.reset(session);
         let mut requests = self.cache.watch.inbox().await;
         loop {
             // Notifications first: a change heard ends a watch before a

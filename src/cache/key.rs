@@ -1,6 +1,6 @@
 //! The cache key. Pure.
 //!
-//! A key is the SHA-256 of three parts, so that an entry is only ever
+//! A key is the SHA-256 of four parts, so that an entry is only ever
 //! served for the same question about the same data to a caller allowed
 //! the same answer:
 //!
@@ -10,7 +10,11 @@
 //! 2. **the data versions** of every table it reads: the last change number
 //!    announced for each (`migrations/0004`, `0006`, `watch`), so any committed write makes
 //!    new keys and old entries unreachable;
-//! 3. **the caller's scope**: the role (GRANTs differ per role), plus the
+//! 3. **the permissions in force**: a digest of every privilege, RLS
+//!    switch, policy and role membership (`schema::permissions`), read at
+//!    every schema reload, which DDL of those kinds triggers; so a REVOKE
+//!    or a dropped policy makes every older entry unreachable at once;
+//! 4. **the caller's scope**: the role (GRANTs differ per role), plus the
 //!    user's identifying claims whenever row-level security can make the
 //!    answer differ per user: a table read has RLS enabled and the role does
 //!    not bypass it. Claims that only change with token refresh (`exp`,
@@ -66,6 +70,7 @@ pub fn key(
     plan: &QueryPlan,
     ttl_secs: u64,
     versions: &[(&str, &str)],
+    permissions: &str,
     principal: &Principal,
 ) -> Key {
     let mut h = Sha256::new();
@@ -81,6 +86,7 @@ pub fn key(
         part(table.as_bytes());
         part(version.as_bytes());
     }
+    part(permissions.as_bytes());
     part(principal.role.as_str().as_bytes());
     if per_user(plan, principal) {
         part(identity(principal).as_bytes());

@@ -48,7 +48,7 @@ const DURABLE_READ_BUDGET: Duration = Duration::from_millis(250);
 /// The most of a request's budget watching its tables may take (the
 /// listener's round trip and the barrier, itself capped by
 /// [`watch::BARRIER_TIMEOUT`]).
-const WATCH_BUDGET: Duration = Duration::from_millis(500);
+const WATCH_BUDGET: Duration = Duration::from_secs(1);
 /// Writes to the durable level in flight at once; past that, entries stay
 /// in memory only (other instances then miss), so a flood of distinct
 /// misses cannot pile up tasks and connections.
@@ -196,9 +196,10 @@ impl Cache {
         if !plan.change_tracked() {
             return None;
         }
-        self.versions.with(plan.tables_qualified(), |versions| {
-            key::key(plan, ttl_secs, versions, principal)
-        })
+        self.versions
+            .with(plan.tables_qualified(), |versions, permissions| {
+                key::key(plan, ttl_secs, versions, permissions, principal)
+            })
     }
 
     /// A fresh entry for `key`, counting the hit.
@@ -346,16 +347,20 @@ impl Cache {
         if !plan.change_tracked() {
             return None;
         }
-        let versions = self
+        let (versions, permissions) = self
             .versions
             .last_known(plan.tables_qualified().iter().map(String::as_str))?;
         let versions: Vec<(&str, &str)> = versions
             .iter()
             .map(|(t, v)| (t.as_str(), v.as_str()))
             .collect();
-        let entry = self
-            .memory()
-            .get(&key::key(plan, ttl_secs, &versions, principal))?;
+        let entry = self.memory().get(&key::key(
+            plan,
+            ttl_secs,
+            &versions,
+            &permissions,
+            principal,
+        ))?;
         if entry.expires_at > now {
             self.stats.hits.fetch_add(1, Relaxed);
             Some((entry, Outcome::Hit))

@@ -4,9 +4,11 @@
 //! A table's version is the change number of the latest write committed to
 //! it, in commit order (every listener hears commits in the same order, so
 //! every instance agrees). Until a table's first write is heard, its
-//! version is the base marker taken when listening began; a lost
-//! connection takes a new base and forgets everything, since changes may
-//! have been missed meanwhile.
+//! version is the base marker of the listening session: a change number
+//! drawn for the session alone, so no other session (of this instance or
+//! another) shares it. A lost connection takes a new base and forgets
+//! everything, since changes may have been missed meanwhile, and entries
+//! of the old session must never be reached again.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -26,14 +28,18 @@ struct Inner {
     /// The base before listening stopped, for stale answers only.
     last_base: Option<String>,
     tables: HashMap<String, String>,
+    /// The digest of every role's permissions (`schema::permissions`),
+    /// as of the last schema load.
+    permissions: String,
 }
 
 impl Versions {
-    /// Listening (re)started at change number `last_value`: every table's
-    /// version becomes a marker no change can carry.
-    pub fn reset(&self, last_value: i64) {
+    /// Listening (re)started with `session`, a change number drawn for it
+    /// alone: every table's version becomes a marker no change and no
+    /// other session can carry.
+    pub fn reset(&self, session: i64) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner.base = Some(format!("base:{last_value}"));
+        inner.base = Some(format!("base:{session}"));
         inner.last_base = inner.base.clone();
         inner.tables.clear();
     }
@@ -41,6 +47,15 @@ impl Versions {
     /// Listening stopped: until it resumes, nothing is cached.
     pub fn suspend(&self) {
         self.inner.write().unwrap_or_else(|e| e.into_inner()).base = None;
+    }
+
+    /// Permissions changed (or were read afresh): keys made under other
+    /// permissions become unreachable.
+    pub fn set_permissions(&self, digest: String) {
+        self.inner
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .permissions = digest;
     }
 
     /// Applies a `schema.table:n` payload; returns the table it changed.
@@ -56,22 +71,27 @@ impl Versions {
     pub fn last_known<'a>(
         &self,
         tables: impl IntoIterator<Item = &'a str>,
-    ) -> Option<Vec<(String, String)>> {
+    ) -> Option<(Vec<(String, String)>, String)> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        inner.versions(inner.last_base.as_ref()?, tables)
+        let versions = inner.versions(inner.last_base.as_ref()?, tables)?;
+        Some((versions, inner.permissions.clone()))
     }
 
-    /// Calls `f` with `(table, version)` for each of `tables`, without
-    /// copying them (the cache-hit path); `None` when changes are not being
-    /// heard.
-    pub fn with<R>(&self, tables: &[String], f: impl FnOnce(&[(&str, &str)]) -> R) -> Option<R> {
+    /// Calls `f` with `(table, version)` for each of `tables` and the
+    /// permissions digest, without copying them (the cache-hit path);
+    /// `None` when changes are not being heard.
+    pub fn with<R>(
+        &self,
+        tables: &[String],
+        f: impl FnOnce(&[(&str, &str)], &str) -> R,
+    ) -> Option<R> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let base = inner.base.as_deref()?;
         let pairs: Vec<(&str, &str)> = tables
             .iter()
             .map(|t| (t.as_str(), inner.tables.get(t).map_or(base, String::as_str)))
             .collect();
-        Some(f(&pairs))
+        Some(f(&pairs, &inner.permissions))
     }
 
     /// The versions of `tables` (`schema.table`), or `None` when changes

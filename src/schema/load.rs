@@ -125,3 +125,44 @@ pub async fn load(pool: &PgPool, schemas: &[String]) -> Result<SchemaCache, sqlx
     }
     Ok(SchemaCache::new(schemas.to_vec(), tables.into_values()))
 }
+
+/// Everything that decides what a role may read, as one digest: privileges
+/// on schemas, tables and columns, row-level security switches and
+/// policies, the functions policies call (`auth`), role memberships and
+/// the roles that bypass RLS. Equal on every instance for the same
+/// catalogs, so instances keep sharing cache entries; different after any
+/// GRANT, REVOKE, policy or RLS change, so no entry outlives the
+/// permissions it was computed under.
+const PERMISSIONS: &str = r#"
+SELECT md5(coalesce(string_agg(x, E'\n' ORDER BY x), '')) FROM (
+  SELECT format('schema %s %s', n.oid, n.nspacl) AS x
+  FROM pg_namespace n
+  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
+  UNION ALL
+  SELECT format('relation %s %s %s %s %s', c.oid, c.relowner, c.relacl, c.relrowsecurity, c.relforcerowsecurity)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
+    AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  UNION ALL
+  SELECT format('column %s %s %s', a.attrelid, a.attnum, a.attacl)
+  FROM pg_attribute a WHERE a.attacl IS NOT NULL
+  UNION ALL
+  SELECT format('policy %s %s %s %s %s %s %s', p.oid, p.polrelid, p.polcmd, p.polpermissive, p.polroles,
+                pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid))
+  FROM pg_policy p
+  UNION ALL
+  SELECT format('function %s %s %s', p.oid, p.proacl, md5(p.prosrc))
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  WHERE n.nspname = 'auth'
+  UNION ALL
+  SELECT format('member %s %s', m.roleid, m.member) FROM pg_auth_members m
+  UNION ALL
+  SELECT format('role %s %s %s', r.oid, r.rolsuper, r.rolbypassrls) FROM pg_roles r
+) s
+"#;
+
+/// The digest of everything that decides what each role may read (see
+/// [`PERMISSIONS`]).
+pub async fn permissions(pool: &PgPool) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar(PERMISSIONS).fetch_one(pool).await
+}

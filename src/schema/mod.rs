@@ -6,7 +6,7 @@
 
 mod load;
 
-pub use load::{RELOAD_CHANNEL, RELOAD_PAYLOAD, load, track_changes};
+pub use load::{RELOAD_CHANNEL, RELOAD_PAYLOAD, load, permissions, track_changes};
 
 use std::collections::HashMap;
 

@@ -389,3 +389,52 @@ async fn a_write_in_flight_when_watching_starts_is_never_missed() {
     let (cached, how) = count().await;
     assert_eq!((cached, how.to_str().unwrap()), (before + 1, "hit"));
 }
+
+/// The listener's session ends (here: terminated) and a new one begins.
+/// Its entries were made under watches that ended with it, and a write
+/// while nobody watched was not announced: none of them may be served.
+#[tokio::test]
+async fn entries_of_a_lost_listening_session_are_never_served_again() {
+    let t = listening_app().await;
+    let token = user(DEMO_USER);
+    let first = t.query(&token, count_by_status()).await;
+    assert_eq!(first.headers["x-cache"], "miss");
+    assert_eq!(
+        t.query(&token, count_by_status()).await.headers["x-cache"],
+        "hit"
+    );
+    let before = t.app.cache.versions.of(["public.servers"]).unwrap();
+    // The session holding the watch lock on servers is the listener's.
+    let terminated: bool = sqlx::query_scalar(
+        "SELECT bool_or(pg_terminate_backend(pid)) FROM pg_locks
+         WHERE locktype = 'advisory' AND classid = 1464139778",
+    )
+    .fetch_one(&t.pool)
+    .await
+    .unwrap();
+    assert!(terminated, "the listener held a watch");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t
+        .app
+        .cache
+        .versions
+        .of(["public.servers"])
+        .is_none_or(|v| v == before)
+    {
+        assert!(Instant::now() < deadline, "the listener never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nobody watches servers now: this write is not announced.
+    sqlx::query("UPDATE servers SET status = 'Offline' WHERE status = 'Active'")
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    let after = t.query(&token, count_by_status()).await;
+    assert_eq!(after.headers["x-cache"], "miss", "{}", after.body);
+    let expected = t
+        .sql_rows("SELECT status, count(*) AS value FROM servers GROUP BY status ORDER BY status")
+        .await;
+    let mut got = after.body["data"].as_array().unwrap().clone();
+    got.sort_by_key(|r| r["status"].as_str().unwrap().to_owned());
+    assert_eq!(Value::Array(got), expected);
+}

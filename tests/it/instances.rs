@@ -44,10 +44,34 @@ async fn two_instances_share_entries_and_hear_each_others_writes() {
     let token = anon();
     let query = json!({"table": "servers", "groupBy": "region"});
 
+    // Each instance's listening session has a base of its own, so the two
+    // share entries for a table once both have heard a write to it (the
+    // first query makes A watch servers, so the write is announced).
+    a.query(&token, query.clone()).await;
+    until("A's first entry is in the table", || async {
+        rows_for(&a, "SELECT count(*) FROM app.widget_data_cache").await == 1
+    })
+    .await;
+    sqlx::query("UPDATE servers SET cpu_pct = cpu_pct WHERE id = 1")
+        .execute(&a.pool)
+        .await
+        .unwrap();
+    for t in [&a, &b] {
+        until("both heard the write", || async {
+            t.app
+                .cache
+                .stats
+                .invalidations
+                .load(std::sync::atomic::Ordering::Acquire)
+                == 1
+        })
+        .await;
+    }
+
     let first = a.query(&token, query.clone()).await;
     assert_eq!(first.headers["x-cache"], "miss");
     until("A's entry is in the table", || async {
-        rows_for(&a, "SELECT count(*) FROM app.widget_data_cache").await == 1
+        rows_for(&a, "SELECT count(*) FROM app.widget_data_cache").await == 2
     })
     .await;
     let from_b = b.query(&token, query.clone()).await;

@@ -16,6 +16,7 @@ mod injection;
 mod instances;
 mod limits;
 mod openapi;
+mod privacy;
 mod rls;
 mod stale;
 mod supervisor;

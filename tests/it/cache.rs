@@ -407,7 +407,8 @@ async fn entries_of_a_lost_listening_session_are_never_served_again() {
     // The session holding the watch lock on servers is the listener's.
     let terminated: bool = sqlx::query_scalar(
         "SELECT bool_or(pg_terminate_backend(pid)) FROM pg_locks
-         WHERE locktype = 'advisory' AND classid = 1464139778",
+         WHERE locktype = 'advisory' AND classid = 1464139778
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     .fetch_one(&t.pool)
     .await

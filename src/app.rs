@@ -154,16 +154,20 @@ impl App {
         })
     }
 
-    /// Deletes expired rows of the cache table every minute.
+    /// Every minute, deletes the cache table's expired and unreachable
+    /// rows, then the least recently used past `CACHE_TABLE_MAX_MB`.
     pub fn spawn_purge(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let app = Arc::clone(self);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
             loop {
                 every.tick().await;
-                match cache::purge(&app.pool).await {
+                let max_bytes =
+                    i64::try_from(app.config.cache_table_max_mb.saturating_mul(1 << 20))
+                        .unwrap_or(i64::MAX);
+                match app.cache.purge(max_bytes).await {
                     Ok(0) => {}
-                    Ok(n) => tracing::debug!(rows = n, "expired cache rows purged"),
+                    Ok(n) => tracing::debug!(rows = n, "cache rows purged"),
                     Err(e) => tracing::warn!(error = %e, "cache purge failed"),
                 }
             }

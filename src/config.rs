@@ -33,7 +33,11 @@ pub struct Config {
     pub query_timeout: Duration,
     pub max_rows: u32,
     pub cache_default_ttl_secs: u64,
+    /// No cached answer lives longer, whatever its widget asks.
+    pub cache_max_ttl_secs: u64,
     pub cache_memory_mb: u64,
+    /// Bound of the durable level's rows (`app.widget_data_cache`).
+    pub cache_table_max_mb: u64,
     pub seed: bool,
     pub log_format: LogFormat,
     /// Connections for callers' queries (the service's own work has a
@@ -104,6 +108,15 @@ impl Config {
                 "must name at least one schema",
             ));
         }
+        let cache_default_ttl_secs = positive(&get, "CACHE_DEFAULT_TTL_SECS", 300)?;
+        let cache_max_ttl_secs = positive(&get, "CACHE_MAX_TTL_SECS", 86_400)?;
+        if cache_default_ttl_secs > cache_max_ttl_secs {
+            return Err(invalid(
+                "CACHE_DEFAULT_TTL_SECS",
+                &cache_default_ttl_secs.to_string(),
+                "must be at most CACHE_MAX_TTL_SECS",
+            ));
+        }
         Ok(Self {
             listen_addr: parse(&get, "LISTEN_ADDR", "127.0.0.1:8080", "must be host:port")?,
             data_dir: PathBuf::from(get("DATA_DIR").unwrap_or_else(|| ".data".into())),
@@ -115,8 +128,10 @@ impl Config {
             query_timeout: Duration::from_millis(positive(&get, "QUERY_TIMEOUT_MS", 5000)?),
             max_rows: u32::try_from(positive(&get, "MAX_ROWS", 10_000)?)
                 .map_err(|_| invalid("MAX_ROWS", "", "is too large"))?,
-            cache_default_ttl_secs: positive(&get, "CACHE_DEFAULT_TTL_SECS", 300)?,
+            cache_default_ttl_secs,
+            cache_max_ttl_secs,
             cache_memory_mb: parse(&get, "CACHE_MEMORY_MB", "64", "must be a whole number")?,
+            cache_table_max_mb: positive(&get, "CACHE_TABLE_MAX_MB", 256)?,
             seed: match get("SEED") {
                 None => embedded,
                 Some(v) => parse_bool("SEED", &v)?,
@@ -207,7 +222,9 @@ impl fmt::Debug for Config {
             .field("query_timeout", &self.query_timeout)
             .field("max_rows", &self.max_rows)
             .field("cache_default_ttl_secs", &self.cache_default_ttl_secs)
+            .field("cache_max_ttl_secs", &self.cache_max_ttl_secs)
             .field("cache_memory_mb", &self.cache_memory_mb)
+            .field("cache_table_max_mb", &self.cache_table_max_mb)
             .field("seed", &self.seed)
             .field("log_format", &self.log_format)
             .field("db_pool_size", &self.db_pool_size)
@@ -247,6 +264,13 @@ mod tests {
         assert_eq!(c.max_rows, 10_000);
         assert_eq!(c.cache_default_ttl_secs, 300);
         assert_eq!(c.cache_memory_mb, 64);
+        assert_eq!(c.cache_max_ttl_secs, 86_400);
+        assert_eq!(c.cache_table_max_mb, 256);
+        let err = config(&[("CACHE_MAX_TTL_SECS", "60")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("CACHE_DEFAULT_TTL_SECS"),
+            "{err}"
+        );
         assert!(c.seed);
         assert_eq!(c.log_format, LogFormat::Pretty);
         assert_eq!(c.db_pool_size, 16);

@@ -234,6 +234,17 @@ pub async fn check_saved(
             Ok(())
         }
         "dashboard_widgets" => {
+            let max = app.config.cache_max_ttl_secs;
+            for (i, row) in rows.iter().enumerate() {
+                if let Some(secs) = row.get("refresh_interval").and_then(Value::as_u64)
+                    && secs > max
+                {
+                    return Err(invalid_field(
+                        root(i, "refresh_interval"),
+                        &format!("at most {max} seconds (CACHE_MAX_TTL_SECS); got {secs}"),
+                    ));
+                }
+            }
             let ids: Vec<Uuid> = rows
                 .iter()
                 .filter_map(|r| r.get("id")?.as_str()?.parse().ok())

@@ -23,7 +23,7 @@ mod watch;
 
 pub use key::{Key, per_user, scope};
 pub use stats::{Latency, Snapshot, Stats};
-pub use table::{ENTRIES_CHANNEL, purge};
+pub use table::{ENTRIES_CHANNEL, Stamp, purge};
 pub use versions::{CHANNEL as CHANGES_CHANNEL, Versions};
 pub use watch::Watch;
 
@@ -73,7 +73,11 @@ pub struct Entry {
 
 impl Entry {
     pub fn new(data: Box<RawValue>, cached_at: DateTime<Utc>, expires_at: DateTime<Utc>) -> Self {
+        use chrono::SubsecRound;
         use sha2::{Digest, Sha256};
+        // PostgreSQL keeps microseconds: an entry read back from the
+        // durable level has the same timestamps, and so the same tag.
+        let (cached_at, expires_at) = (cached_at.trunc_subsecs(6), expires_at.trunc_subsecs(6));
         let digest = Sha256::new()
             .chain_update(data.get().as_bytes())
             .chain_update(cached_at.timestamp_micros().to_le_bytes())
@@ -168,8 +172,13 @@ impl Cache {
     /// Keeps `entry` in memory now and in the table in the background: a
     /// miss does not wait for the durable write, and a failed write only
     /// costs other instances a miss.
-    fn keep(&self, key: &Key, widget: Option<Uuid>, entry: &Arc<Entry>) {
+    fn keep(&self, key: &Key, stamp: Option<&Stamp>, widget: Option<Uuid>, entry: &Arc<Entry>) {
         self.memory().insert(key.clone(), Arc::clone(entry));
+        // Without a stamp the key was already out of date when the query
+        // started: other instances could never reach the row.
+        let Some(stamp) = stamp.cloned() else {
+            return;
+        };
         let Ok(permit) = Arc::clone(&self.durable_writes).try_acquire_owned() else {
             tracing::debug!("durable cache level busy; this entry stays in memory only");
             return;
@@ -177,7 +186,7 @@ impl Cache {
         let (pool, key, entry) = (self.pool.clone(), key.clone(), Arc::clone(entry));
         let announce = format!("{}:{key}", self.instance);
         tokio::spawn(async move {
-            let store = table::store(&pool, &key, &announce, widget, &entry);
+            let store = table::store(&pool, &key, &stamp, &announce, widget, &entry);
             match tokio::time::timeout(DURABLE_WRITE_TIMEOUT, store).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -202,6 +211,39 @@ impl Cache {
             })
     }
 
+    /// What `key` (made for `plan`, `ttl_secs` and `principal`) was made
+    /// of, for the durable level; `None` when the versions have moved on
+    /// since (the key is out of date already).
+    pub fn stamp(
+        &self,
+        key: &Key,
+        plan: &QueryPlan,
+        ttl_secs: u64,
+        principal: &Principal,
+    ) -> Option<Stamp> {
+        self.versions
+            .with(plan.tables_qualified(), |versions, permissions| {
+                (key::key(plan, ttl_secs, versions, permissions, principal) == *key).then(|| {
+                    Stamp {
+                        tables: versions.iter().map(|(t, _)| (*t).to_owned()).collect(),
+                        versions: versions.iter().map(|(_, v)| (*v).to_owned()).collect(),
+                        permissions: permissions.to_owned(),
+                    }
+                })
+            })
+            .flatten()
+    }
+
+    /// Deletes durable rows that have expired, that a heard change or a
+    /// permission change made unreachable, and then the least recently
+    /// used until the rows take at most `max_bytes`. Returns how many.
+    pub async fn purge(&self, max_bytes: i64) -> Result<u64, sqlx::Error> {
+        let (current, permissions) = self.versions.heard();
+        Ok(table::purge(&self.pool).await?
+            + table::purge_superseded(&self.pool, &current, &permissions).await?
+            + table::evict(&self.pool, max_bytes).await?)
+    }
+
     /// A fresh entry for `key`, counting the hit.
     pub fn fresh(&self, key: &Key, now: DateTime<Utc>) -> Option<Arc<Entry>> {
         let entry = self.memory().get(key).filter(|e| e.expires_at > now)?;
@@ -213,9 +255,11 @@ impl Cache {
     /// and stores it. With `replace` (force_refresh) it always computes.
     /// The cache's own steps stay well within `deadline`; `compute` is
     /// bounded by the caller.
+    #[allow(clippy::too_many_arguments)]
     pub async fn fill<E, Fut>(
         &self,
         key: &Key,
+        stamp: Option<&Stamp>,
         plan: &QueryPlan,
         widget: Option<Uuid>,
         replace: bool,
@@ -239,7 +283,7 @@ impl Cache {
             let storable = watch().await;
             let entry = Arc::new(self.run(compute).await?);
             if storable {
-                self.keep(key, widget, &entry);
+                self.keep(key, stamp, widget, &entry);
             }
             return Ok((entry, Outcome::Miss));
         }
@@ -283,7 +327,7 @@ impl Cache {
                     Ok(entry) => {
                         let entry = Arc::new(entry);
                         if storable {
-                            self.keep(key, widget, &entry);
+                            self.keep(key, stamp, widget, &entry);
                         }
                         Some(entry)
                     }

@@ -12,11 +12,23 @@ use uuid::Uuid;
 /// Announces a stored entry so other instances drop their memory copy.
 pub const ENTRIES_CHANNEL: &str = "widget_data_entries";
 
-/// A fresh entry for `key`, if another instance (or an earlier run) stored one.
+/// What a key was made of, kept beside its row so the purge can tell when
+/// a data or permission change made the row unreachable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    /// `schema.table` of every table read, with its version then.
+    pub tables: Vec<String>,
+    pub versions: Vec<String>,
+    pub permissions: String,
+}
+
+/// A fresh entry for `key`, if another instance (or an earlier run) stored
+/// one; marks it used.
 pub async fn load(pool: &PgPool, key: &Key) -> Result<Option<Entry>, sqlx::Error> {
     let row: Option<(String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT data::text, cached_at, expires_at FROM app.widget_data_cache \
-         WHERE cache_key = $1 AND expires_at > now()",
+        "UPDATE app.widget_data_cache SET last_used_at = now() \
+         WHERE cache_key = $1 AND expires_at > now() \
+         RETURNING data::text, cached_at, expires_at",
     )
     .bind(key.to_string())
     .fetch_optional(pool)
@@ -33,6 +45,7 @@ pub async fn load(pool: &PgPool, key: &Key) -> Result<Option<Entry>, sqlx::Error
 pub async fn store(
     pool: &PgPool,
     key: &Key,
+    stamp: &Stamp,
     announce: &str,
     widget: Option<Uuid>,
     entry: &Entry,
@@ -40,16 +53,22 @@ pub async fn store(
     let key = key.to_string();
     let mut tx = pool.begin().await?;
     sqlx::query(
-        "INSERT INTO app.widget_data_cache (cache_key, widget_instance_id, data, cached_at, expires_at) \
-         VALUES ($1, $2, $3::json, $4, $5) \
+        "INSERT INTO app.widget_data_cache (cache_key, widget_instance_id, data, cached_at, \
+           expires_at, bytes, last_used_at, tables, versions, permissions) \
+         VALUES ($1, $2, $3::json, $4, $5, octet_length($3), now(), $6, $7, $8) \
          ON CONFLICT (cache_key) DO UPDATE SET widget_instance_id = excluded.widget_instance_id, \
-           data = excluded.data, cached_at = excluded.cached_at, expires_at = excluded.expires_at",
+           data = excluded.data, cached_at = excluded.cached_at, expires_at = excluded.expires_at, \
+           bytes = excluded.bytes, last_used_at = excluded.last_used_at, tables = excluded.tables, \
+           versions = excluded.versions, permissions = excluded.permissions",
     )
     .bind(&key)
     .bind(widget)
     .bind(entry.data.get())
     .bind(entry.cached_at)
     .bind(entry.expires_at)
+    .bind(&stamp.tables)
+    .bind(&stamp.versions)
+    .bind(&stamp.permissions)
     .execute(&mut *tx)
     .await?;
     sqlx::query("SELECT pg_notify($1, $2)")
@@ -68,4 +87,48 @@ pub async fn purge(pool: &PgPool) -> Result<u64, sqlx::Error> {
             .await?
             .rows_affected(),
     )
+}
+
+/// Deletes rows no key can reach any more: made under other permissions
+/// than `permissions`, or reading a table whose version has since moved
+/// on to one in `current` (changes heard, `(table, version)`). A row keyed
+/// by another session's base is left to expire: that session may live.
+pub async fn purge_superseded(
+    pool: &PgPool,
+    current: &[(String, String)],
+    permissions: &str,
+) -> Result<u64, sqlx::Error> {
+    let (tables, versions): (Vec<&str>, Vec<&str>) = current
+        .iter()
+        .map(|(t, v)| (t.as_str(), v.as_str()))
+        .unzip();
+    Ok(sqlx::query(
+        "DELETE FROM app.widget_data_cache c \
+         WHERE c.permissions <> $3 \
+            OR EXISTS (SELECT 1 FROM unnest(c.tables, c.versions) AS r(t, v) \
+                       JOIN unnest($1::text[], $2::text[]) AS cur(t, v) ON cur.t = r.t \
+                       WHERE cur.v <> r.v)",
+    )
+    .bind(&tables)
+    .bind(&versions)
+    .bind(permissions)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Deletes the least recently used rows until the rows' data takes at
+/// most `max_bytes`.
+pub async fn evict(pool: &PgPool, max_bytes: i64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "DELETE FROM app.widget_data_cache WHERE cache_key IN ( \
+           SELECT cache_key FROM ( \
+             SELECT cache_key, sum(bytes) OVER (ORDER BY last_used_at DESC, cache_key) AS kept \
+             FROM app.widget_data_cache) s \
+           WHERE kept > $1)",
+    )
+    .bind(max_bytes)
+    .execute(pool)
+    .await?
+    .rows_affected())
 }

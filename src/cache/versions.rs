@@ -94,6 +94,18 @@ impl Versions {
         Some(f(&pairs, &inner.permissions))
     }
 
+    /// Every change heard this session, `(table, version)`, and the
+    /// permissions digest: what the purge compares stored rows with.
+    pub fn heard(&self) -> (Vec<(String, String)>, String) {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let tables = inner
+            .tables
+            .iter()
+            .map(|(t, v)| (t.clone(), v.clone()))
+            .collect();
+        (tables, inner.permissions.clone())
+    }
+
     /// The versions of `tables` (`schema.table`), or `None` when changes
     /// are not being heard.
     pub fn of<'a>(

@@ -106,6 +106,8 @@ pub async fn run(
             )
         }
     };
+    // However long a widget asks to be kept, no entry outlives this.
+    let ttl_secs = ttl_secs.min(app.config.cache_max_ttl_secs);
     let key = app.cache.key(&plan, ttl_secs, principal);
     if let Some(key) = &key
         && !query.force_refresh
@@ -136,8 +138,17 @@ pub async fn run(
     };
     let result = match &key {
         Some(key) => {
+            let stamp = app.cache.stamp(key, &plan, ttl_secs, principal);
             app.cache
-                .fill(key, &plan, widget, query.force_refresh, deadline, compute)
+                .fill(
+                    key,
+                    stamp.as_ref(),
+                    &plan,
+                    widget,
+                    query.force_refresh,
+                    deadline,
+                    compute,
+                )
                 .await
         }
         // Not cacheable: computed for this request alone.

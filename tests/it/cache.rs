@@ -163,7 +163,7 @@ async fn a_write_during_a_slow_fill_never_leaves_the_old_result_current() {
     let (entry, _) = t
         .app
         .cache
-        .fill(&key, &planned, None, false, Deadline::after(Duration::from_secs(10)), || async move {
+        .fill(&key, None, &planned, None, false, Deadline::after(Duration::from_secs(10)), || async move {
             let old: i64 = sqlx::query_scalar("SELECT count(*) FROM servers").fetch_one(&pool).await.unwrap();
             sqlx::query("INSERT INTO servers (hostname, status, region) VALUES ('late', 'Ready', 'eu-west-1')")
                 .execute(&pool)
@@ -438,4 +438,170 @@ async fn entries_of_a_lost_listening_session_are_never_served_again() {
     let mut got = after.body["data"].as_array().unwrap().clone();
     got.sort_by_key(|r| r["status"].as_str().unwrap().to_owned());
     assert_eq!(Value::Array(got), expected);
+}
+
+async fn cache_rows(t: &TestApp) -> (i64, i64) {
+    sqlx::query_as("SELECT count(*), coalesce(sum(bytes), 0)::bigint FROM app.widget_data_cache")
+        .fetch_one(&t.pool)
+        .await
+        .unwrap()
+}
+
+async fn until_stored(t: &TestApp, rows: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache_rows(t).await.0 < rows {
+        assert!(Instant::now() < deadline, "entries never stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_purge_keeps_the_table_within_its_bound_least_recently_used_first() {
+    let t = listening_app().await;
+    let token = anon();
+    // 40 distinct answers of about 60 KB each.
+    let wide = |n: i64| json!({"table": "servers", "groupBy": ["hostname"], "filters": [{"column": "id", "op": "gt", "value": n}], "limit": 2000});
+    for n in 0..40 {
+        assert_eq!(t.query(&token, wide(n)).await.status, StatusCode::OK);
+    }
+    until_stored(&t, 40).await;
+    let (_, bytes) = cache_rows(&t).await;
+    assert!(bytes > 2_000_000, "{bytes}");
+    // The first one is used again (from the table, as another instance
+    // would), so it is the most recently used.
+    sqlx::query("UPDATE app.widget_data_cache SET last_used_at = now() - interval '1 hour'")
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    let (first_key,): (String,) =
+        sqlx::query_as("SELECT cache_key FROM app.widget_data_cache ORDER BY cached_at LIMIT 1")
+            .fetch_one(&t.pool)
+            .await
+            .unwrap();
+    sqlx::query("UPDATE app.widget_data_cache SET last_used_at = now() WHERE cache_key = $1")
+        .bind(&first_key)
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    let max_bytes = 1 << 20;
+    let purged = t.app.cache.purge(max_bytes).await.unwrap();
+    assert!(purged > 0);
+    let (rows, bytes) = cache_rows(&t).await;
+    assert!(bytes <= max_bytes, "{bytes} > {max_bytes}");
+    assert!(rows > 0, "the bound keeps what fits");
+    let kept: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM app.widget_data_cache WHERE cache_key = $1)",
+    )
+    .bind(&first_key)
+    .fetch_one(&t.pool)
+    .await
+    .unwrap();
+    assert!(kept, "the most recently used row stays");
+}
+
+#[tokio::test]
+async fn rows_a_change_made_unreachable_are_purged_before_they_expire() {
+    let t = listening_app().await;
+    let token = anon();
+    let reply = t.query(&token, count_by_status()).await;
+    assert_eq!(reply.headers["x-cache"], "miss");
+    t.query(&token, json!({"table": "servers", "groupBy": "region"}))
+        .await;
+    until_stored(&t, 2).await;
+    let invalidations = || {
+        t.app
+            .cache
+            .stats
+            .invalidations
+            .load(std::sync::atomic::Ordering::Acquire)
+    };
+    let before = invalidations();
+    sqlx::query("UPDATE servers SET status = 'Ready' WHERE id = 1")
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while invalidations() == before {
+        assert!(Instant::now() < deadline, "the write was never heard");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(t.app.cache.purge(i64::MAX).await.unwrap(), 2);
+    assert_eq!(cache_rows(&t).await.0, 0);
+    // A row of the current versions stays.
+    t.query(&token, count_by_status()).await;
+    until_stored(&t, 1).await;
+    assert_eq!(t.app.cache.purge(i64::MAX).await.unwrap(), 0);
+    assert_eq!(cache_rows(&t).await.0, 1);
+}
+
+#[tokio::test]
+async fn no_lifetime_passes_cache_max_ttl_secs() {
+    let t = test_app_with(&[("CACHE_MAX_TTL_SECS", "3600")]).await;
+    t.listen().await;
+    let token = user(DEMO_USER);
+    let dashboard: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM app.dashboards WHERE owner_id = $1::uuid")
+            .bind(DEMO_USER)
+            .fetch_one(&t.pool)
+            .await
+            .unwrap();
+    // Refused on save, naming the field and the limit.
+    let saved = t
+        .request(
+            Method::POST,
+            "/rest/v1/dashboard_widgets",
+            Some(&token),
+            Some(json!({"dashboard_id": dashboard, "widget_type": "metric",
+                "data_source": {"table": "servers"}, "refresh_interval": 2147483647})),
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::BAD_REQUEST, "{}", saved.body);
+    assert_eq!(saved.body["details"]["field"], "refresh_interval");
+    assert!(saved.body["message"].as_str().unwrap().contains("3600"));
+    // One saved before the limit (or behind the service's back) is capped.
+    let id: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO app.dashboard_widgets (dashboard_id, owner_id, widget_type, data_source, refresh_interval)
+         VALUES ($1, $2::uuid, 'metric', '{\"table\": \"servers\"}', 2147483647) RETURNING id",
+    )
+    .bind(dashboard)
+    .bind(DEMO_USER)
+    .fetch_one(&t.pool)
+    .await
+    .unwrap();
+    let reply = t
+        .request(
+            Method::POST,
+            "/functions/v1/widget-data",
+            Some(&token),
+            Some(json!({ "widget_id": id })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let lifetime = chrono::DateTime::parse_from_rfc3339(reply.body["expires_at"].as_str().unwrap())
+        .unwrap()
+        - chrono::DateTime::parse_from_rfc3339(reply.body["cached_at"].as_str().unwrap()).unwrap();
+    assert_eq!(lifetime.num_seconds(), 3600);
+}
+
+/// `CACHE_MEMORY_MB` bounds everything an entry holds: its rows and the
+/// hit body rendered from them, counted from the moment it is stored.
+#[tokio::test]
+async fn the_memory_level_counts_the_rows_and_the_hit_body() {
+    let t = listening_app().await;
+    let token = anon();
+    let config = json!({"table": "servers", "groupBy": ["hostname"], "limit": 5000});
+    let miss = t.query(&token, config.clone()).await;
+    assert_eq!(miss.headers["x-cache"], "miss");
+    let counted_at_store = t.app.cache.snapshot().bytes;
+    let hit = t.query(&token, config).await;
+    assert_eq!(hit.headers["x-cache"], "hit");
+    let rows = hit.body["data"].to_string().len();
+    let hit_body = hit.body.to_string().len();
+    assert!(rows > 100_000, "{rows}");
+    let counted = t.app.cache.snapshot().bytes;
+    assert_eq!(counted, counted_at_store, "nothing grows behind the count");
+    assert!(
+        counted >= rows + hit_body,
+        "counted {counted} < rows {rows} + hit body {hit_body}"
+    );
 }

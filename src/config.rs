@@ -23,6 +23,8 @@ pub struct Config {
     /// `None`: start the embedded PostgreSQL under `data_dir`.
     pub database_url: Option<String>,
     pub listen_addr: SocketAddr,
+    /// A second address serving `/metrics` alone, without a token.
+    pub metrics_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub jwt_secret: String,
     /// True when `jwt_secret` is the built-in dev secret.
@@ -119,6 +121,14 @@ impl Config {
         }
         Ok(Self {
             listen_addr: parse(&get, "LISTEN_ADDR", "127.0.0.1:8080", "must be host:port")?,
+            metrics_addr: match get("METRICS_ADDR") {
+                None => None,
+                Some(addr) => Some(
+                    addr.trim()
+                        .parse()
+                        .map_err(|_| invalid("METRICS_ADDR", &addr, "must be host:port"))?,
+                ),
+            },
             data_dir: PathBuf::from(get("DATA_DIR").unwrap_or_else(|| ".data".into())),
             jwt_secret,
             jwt_secret_is_dev,
@@ -214,6 +224,7 @@ impl fmt::Debug for Config {
                 &self.database_url.as_ref().map(|_| "<redacted>"),
             )
             .field("listen_addr", &self.listen_addr)
+            .field("metrics_addr", &self.metrics_addr)
             .field("data_dir", &self.data_dir)
             .field("jwt_secret", &"<redacted>")
             .field("jwt_audience", &self.jwt_audience)
@@ -255,6 +266,7 @@ mod tests {
     fn defaults_describe_embedded_dev_mode() {
         let c = config(&[]).unwrap();
         assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.metrics_addr, None);
         assert_eq!(c.data_dir, PathBuf::from(".data"));
         assert!(c.jwt_secret_is_dev);
         assert_eq!(c.jwt_audience, "authenticated");

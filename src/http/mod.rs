@@ -78,6 +78,17 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_router().1
 }
 
+/// `GET /metrics` alone, without a token: for `METRICS_ADDR`, a listener
+/// only the operator's network reaches.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(widget_data::get_metrics_unauthenticated),
+        )
+        .with_state(app)
+}
+
 /// The whole HTTP surface, with request ids and tracing.
 pub fn router(app: Arc<App>) -> Router {
     let (api, doc) = api_router();

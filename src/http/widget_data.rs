@@ -402,15 +402,42 @@ pub async fn get_widget_data_stats(
     Ok(Json(app.cache.snapshot()))
 }
 
-/// The cache's figures in the Prometheus text format.
+/// The cache's figures in the Prometheus text format (service_role only;
+/// served without a token on `METRICS_ADDR`, when set).
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
     operation_id = "get_metrics",
-    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"))
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not service_role", body = ErrorBody),
+        (status = 429, description = "Over the caller's rate limit; see `Retry-After`", body = ErrorBody),
+    )
 )]
-pub async fn get_metrics(State(app): State<Arc<App>>) -> Response {
+pub async fn get_metrics(
+    State(app): State<Arc<App>>,
+    Caller(principal): Caller,
+) -> Result<Response, ApiError> {
+    // The figures tell when writes happen and how much is asked: the
+    // operator's, like the stats endpoint's.
+    if principal.role != Role::ServiceRole {
+        return Err(ApiError::Forbidden {
+            message: "metrics are for service_role only (or serve them on METRICS_ADDR)",
+        });
+    }
+    Ok(metrics(&app))
+}
+
+/// `/metrics` for the separate `METRICS_ADDR` listener, which only the
+/// operator's network should reach: no token, as Prometheus expects.
+pub async fn get_metrics_unauthenticated(State(app): State<Arc<App>>) -> Response {
+    metrics(&app)
+}
+
+fn metrics(app: &App) -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,

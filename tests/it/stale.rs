@@ -159,7 +159,28 @@ async fn stats_count_hits_misses_and_changes_for_service_role_only() {
             (StatusCode::FORBIDDEN, Some("forbidden"))
         );
     }
-    let metrics = t.request(Method::GET, "/metrics", None, None).await;
+    // The same figures as the stats endpoint, to the same callers.
+    for token in [None, Some(anon()), Some(user(DEMO_USER))] {
+        let refused = t.request(Method::GET, "/metrics", token.as_deref(), None).await;
+        assert!(
+            [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&refused.status),
+            "{token:?}: {}",
+            refused.status
+        );
+    }
+    // On METRICS_ADDR's router: no token, as Prometheus scrapes.
+    let open = tower::ServiceExt::oneshot(
+        widget_data::http::metrics_router(Arc::clone(&t.app)),
+        axum::http::Request::get("/metrics")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(open.status(), StatusCode::OK);
+    let metrics = t
+        .request(Method::GET, "/metrics", Some(&service()), None)
+        .await;
     assert_eq!(metrics.status, StatusCode::OK);
     let text = metrics.body.as_str().unwrap();
     for line in [

@@ -307,13 +307,20 @@ impl<'a> FilterPlanner<'a> {
             ));
         }
         let vfield = format!("{field}.value");
-        let value_error = |msg: String| PlanError::new(&vfield, PlanErrorKind::InvalidValue(msg));
+        // The path names where in the request; the message names the
+        // column and the operator, which a person reads first.
+        let value_error = |msg: String| {
+            PlanError::new(
+                &vfield,
+                PlanErrorKind::InvalidValue(format!("column {}: {msg}", column.name)),
+            )
+        };
         let need =
             || value.ok_or_else(|| value_error(format!("operator {} needs a `value`", op.name())));
         let list = |v: &Json| -> Result<Vec<Value>, PlanError> {
             let Json::Array(items) = v else {
                 return Err(value_error(format!(
-                    "operator {} takes a list of values",
+                    "operator {} takes a list of values, e.g. [\"a\", \"b\"]",
                     op.name()
                 )));
             };
@@ -341,14 +348,18 @@ impl<'a> FilterPlanner<'a> {
             },
             Op::Like | Op::ILike => {
                 let Value::Text(pattern) = typed(column, need()?, &vfield)? else {
-                    return Err(value_error("a like pattern is a string".into()));
+                    return Err(value_error(format!(
+                        "operator {} takes a string pattern",
+                        op.name()
+                    )));
                 };
                 // PostgreSQL refuses a pattern ending in its escape character.
                 let trailing = pattern.chars().rev().take_while(|c| *c == '\\').count();
                 if trailing % 2 == 1 {
-                    return Err(value_error(
-                        "a like pattern cannot end with a single backslash (write \\\\ for a literal one)".into(),
-                    ));
+                    return Err(value_error(format!(
+                        "operator {}: a pattern cannot end with a single backslash (write \\\\ for a literal one)",
+                        op.name()
+                    )));
                 }
                 if op == Op::Like {
                     Test::Like(pattern)
@@ -358,9 +369,9 @@ impl<'a> FilterPlanner<'a> {
             }
             Op::Between => {
                 let bounds = list(need()?)?;
-                let [low, high]: [Value; 2] = bounds
-                    .try_into()
-                    .map_err(|_| value_error("between takes exactly [low, high]".into()))?;
+                let [low, high]: [Value; 2] = bounds.try_into().map_err(|_| {
+                    value_error("operator between takes exactly [low, high]".into())
+                })?;
                 Test::Between(low, high)
             }
             Op::IsNull | Op::NotNull => {

@@ -350,6 +350,26 @@ fn filters_in_another_order_have_one_canonical_form() {
 }
 
 #[test]
+fn a_value_of_the_wrong_shape_is_named_by_column_and_operator() {
+    let err = try_plan(json!({"table": "servers", "filters": [
+        {"column": "status", "op": "in", "value": "Active"}]}))
+    .unwrap_err();
+    assert_eq!(err.field(), "config.filters[0].value");
+    assert_eq!(
+        err.to_string(),
+        "config.filters[0].value: column status: operator in takes a list of values, e.g. [\"a\", \"b\"]"
+    );
+    let err = try_plan(json!({"table": "servers", "filters": [
+        {"column": "cpu_pct", "op": "between", "value": [1]}]}))
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("column cpu_pct: operator between takes exactly [low, high]"),
+        "{err}"
+    );
+}
+
+#[test]
 fn limits_default_and_are_capped() {
     let limits = Limits {
         default_limit: 7,

@@ -161,7 +161,9 @@ async fn stats_count_hits_misses_and_changes_for_service_role_only() {
     }
     // The same figures as the stats endpoint, to the same callers.
     for token in [None, Some(anon()), Some(user(DEMO_USER))] {
-        let refused = t.request(Method::GET, "/metrics", token.as_deref(), None).await;
+        let refused = t
+            .request(Method::GET, "/metrics", token.as_deref(), None)
+            .await;
         assert!(
             [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&refused.status),
             "{token:?}: {}",

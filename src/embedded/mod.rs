@@ -5,11 +5,14 @@
 //! (never on a TCP port, so clusters never clash). As root, every
 //! PostgreSQL binary runs as the `postgres` system user, and a directory
 //! that user cannot reach is exchanged for one it can ([`location`]). The
-//! server cannot outlive this process: it runs under a watchdog shell that
-//! stops it as soon as our end of its stdin pipe closes, even on a crash.
-//! [`EmbeddedPostgres::supervise`] restarts it whenever it dies ([`supervisor`]).
+//! server's socket is in a 0700 directory of the account running it
+//! ([`socket`]). The server cannot outlive this process: it runs under a
+//! watchdog shell that stops it as soon as our end of its stdin pipe
+//! closes, even on a crash. [`EmbeddedPostgres::supervise`] restarts it
+//! whenever it dies ([`supervisor`]).
 
 mod location;
+mod socket;
 mod supervisor;
 
 pub use supervisor::{ClusterState, Supervisor};
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection};
 
 use location::Location;
+use socket::SocketDir;
 
 const SUPERUSER: &str = "postgres";
 const OS_USER: &str = "postgres";
@@ -53,6 +57,8 @@ pub enum EmbeddedError {
         path.display()
     )]
     UnreachableCluster { path: PathBuf },
+    #[error("refusing to use {} as a private directory of the cluster: {problem}", path.display())]
+    PrivateDirectory { path: PathBuf, problem: String },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedError {
@@ -113,14 +119,48 @@ fn search_bindir(
 }
 
 fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+    effective_uid().is_ok_and(|uid| uid == 0)
+}
+
+/// The uid this process acts as (the second field of `Uid:`).
+fn effective_uid() -> Result<u32, EmbeddedError> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(io("reading /proc/self/status for our uid"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1)?.parse().ok())
+        .ok_or_else(|| EmbeddedError::Io {
+            what: "reading /proc/self/status for our uid".into(),
+            source: std::io::Error::other("no effective uid on its Uid: line"),
         })
-        .unwrap_or(false)
+}
+
+/// The account the server runs as: the `postgres` user when we are root,
+/// else our own.
+#[derive(Clone, Copy, Debug)]
+struct Account {
+    uid: u32,
+    /// `Some((uid, gid))` when that account is not ours: what we make for
+    /// it is handed over.
+    hand_to: Option<(u32, u32)>,
+}
+
+impl Account {
+    fn of_cluster(as_root: bool) -> Result<Self, EmbeddedError> {
+        if as_root {
+            let (uid, gid) = location::os_user_ids()?;
+            Ok(Self {
+                uid,
+                hand_to: Some((uid, gid)),
+            })
+        } else {
+            Ok(Self {
+                uid: effective_uid()?,
+                hand_to: None,
+            })
+        }
+    }
 }
 
 /// A created cluster: what it takes to start its server, again and again.
@@ -128,17 +168,20 @@ fn running_as_root() -> bool {
 struct Cluster {
     bindir: PathBuf,
     location: Location,
+    socket: SocketDir,
 }
 
 impl Cluster {
     /// Finds the binaries, makes the directories and, on first use, the
-    /// cluster itself (initdb).
+    /// cluster itself (initdb). Chooses the socket's directory.
     fn create(dir: &Path) -> Result<Self, EmbeddedError> {
         let bindir = find_bindir()?;
         let location = Location::prepare(dir, running_as_root())?;
-        if !location.data_dir.join("PG_VERSION").exists() {
+        let account = Account::of_cluster(location.as_root)?;
+        let data_dir = &location.data_dir;
+        if !data_dir.join("PG_VERSION").exists() {
             let mut initdb = as_cluster_user(location.as_root, &bindir.join("initdb"));
-            initdb.arg("-D").arg(&location.data_dir).args([
+            initdb.arg("-D").arg(data_dir).args([
                 "-U",
                 SUPERUSER,
                 "--auth=trust",
@@ -148,7 +191,21 @@ impl Cluster {
             ]);
             run(initdb, "initdb")?;
         }
-        Ok(Self { bindir, location })
+        let socket = SocketDir::prepare(data_dir, account)?;
+        Ok(Self {
+            bindir,
+            location,
+            socket,
+        })
+    }
+
+    /// A sqlx connection URL for `database`, as the superuser, over the
+    /// unix socket (no password; trust on the socket).
+    fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://{SUPERUSER}@localhost/{database}?host={}",
+            self.socket.path().display()
+        )
     }
 
     fn pid_file(&self) -> PathBuf {
@@ -156,17 +213,18 @@ impl Cluster {
     }
 
     fn socket_lock(&self) -> PathBuf {
-        self.location.socket_dir.join(".s.PGSQL.5432.lock")
+        self.socket.path().join(".s.PGSQL.5432.lock")
     }
 
     /// The server under its watchdog; does not wait for it to be ready.
     fn spawn(self) -> Result<EmbeddedPostgres, EmbeddedError> {
+        // Again before each restart: the socket goes only where no one but
+        // the server's account can reach it.
+        self.socket.verify()?;
         let Location {
-            data_dir,
-            socket_dir,
-            as_root,
-            ..
+            data_dir, as_root, ..
         } = &self.location;
+        let socket_dir = self.socket.path();
         // After a crash (of the machine, or a SIGKILL of the watchdog or the
         // server) the lock files stay; PostgreSQL copes unless their pid now
         // belongs to another live process.
@@ -181,7 +239,7 @@ impl Cluster {
         // ignored, until the server installs its handler: a stop that early
         // would be lost, so the reader repeats it until the server is gone.
         let script = r#"
-"$0" -D "$1" -c listen_addresses= -c unix_socket_directories="$2" -c unix_socket_permissions=0777 >>"$3" 2>&1 &
+"$0" -D "$1" -c listen_addresses= -c unix_socket_directories="$2" -c unix_socket_permissions=0700 >>"$3" 2>&1 &
 pid=$!
 exec 3<&0
 (read _ <&3; while kill -INT $pid 2>/dev/null; do sleep 0.2; done) &
@@ -291,7 +349,7 @@ impl EmbeddedPostgres {
     /// A sqlx connection URL for `database`, as the cluster's superuser
     /// `postgres` (no password; trust on the unix socket).
     pub fn url(&self, database: &str) -> String {
-        self.cluster.location.url(database)
+        self.cluster.url(database)
     }
 
     /// Where the cluster's files live.
@@ -301,7 +359,7 @@ impl EmbeddedPostgres {
 
     /// The directory holding the server's unix socket (`psql -h`).
     pub fn socket_dir(&self) -> &Path {
-        &self.cluster.location.socket_dir
+        self.cluster.socket.path()
     }
 
     /// The directory asked for, when the cluster lives elsewhere because
@@ -310,9 +368,18 @@ impl EmbeddedPostgres {
         self.cluster.location.relocated_from.as_deref()
     }
 
-    /// Fast shutdown; returns once the server has exited. A server that
-    /// died before leaves its lock files behind; they are cleared.
-    pub async fn stop(mut self) -> Result<(), EmbeddedError> {
+    /// Fast shutdown, for good; returns once the server has exited and a
+    /// socket directory made for it is removed. A server that died before
+    /// leaves its lock files behind; they are cleared.
+    pub async fn stop(self) -> Result<(), EmbeddedError> {
+        let socket = self.cluster.socket.clone();
+        self.stop_server().await?;
+        socket.remove()
+    }
+
+    /// Fast shutdown of this server, keeping the socket's directory for
+    /// the next one.
+    async fn stop_server(mut self) -> Result<(), EmbeddedError> {
         let watchdog = self.watchdog.take();
         let stdin = self.stdin.take();
         let cluster = self.cluster.clone();

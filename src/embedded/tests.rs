@@ -78,6 +78,7 @@ async fn a_cluster_starts_stops_and_keeps_its_data() {
         .await
         .unwrap();
     conn.close().await.unwrap();
+    let url = pg.url("postgres");
     pg.stop().await.unwrap();
     assert!(!dir.join("postmaster.pid").exists(), "stopped");
 
@@ -89,6 +90,7 @@ async fn a_cluster_starts_stops_and_keeps_its_data() {
     )
     .unwrap();
     let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+    assert_eq!(pg.url("postgres"), url, "the same socket");
     let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
     let n: i32 = sqlx::query_scalar("SELECT n FROM kept")
         .fetch_one(&mut conn)
@@ -101,17 +103,33 @@ async fn a_cluster_starts_stops_and_keeps_its_data() {
 }
 
 #[tokio::test]
-async fn a_long_directory_gets_a_short_socket_path() {
+async fn a_long_directory_gets_a_short_fresh_private_socket_directory_removed_on_stop() {
     let dir = scratch("long").join("x".repeat(60)).join("y".repeat(60));
     let pg = EmbeddedPostgres::start(&dir).await.unwrap();
-    assert!(pg.socket_dir().join(".s.PGSQL.5432.lock").as_os_str().len() < 100);
+    let socket_dir = pg.socket_dir().to_path_buf();
+    assert!(socket_dir.join(".s.PGSQL.5432.lock").as_os_str().len() < 100);
+    assert!(!socket_dir.starts_with(&dir));
+    let account = Account::of_cluster(running_as_root()).unwrap();
+    assert_eq!(owner_and_mode(&socket_dir), (account.uid, 0o700));
     let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
     conn.ping().await.unwrap();
     conn.close().await.unwrap();
-    let socket_dir = pg.socket_dir().to_path_buf();
     pg.stop().await.unwrap();
+    assert!(!socket_dir.exists(), "removed once the cluster stopped");
+
+    // Not derived from the path: the next start gets another one.
+    let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+    assert_ne!(pg.socket_dir(), socket_dir);
+    let again = pg.socket_dir().to_path_buf();
+    pg.stop().await.unwrap();
+    assert!(!again.exists());
     let _ = std::fs::remove_dir_all(scratch_root(&dir));
-    let _ = std::fs::remove_dir_all(socket_dir);
+}
+
+fn owner_and_mode(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    (meta.uid(), meta.mode() & 0o7777)
 }
 
 #[tokio::test]

@@ -202,9 +202,17 @@ pub(super) fn os_user_ids() -> Result<(u32, u32), EmbeddedError> {
 }
 
 fn chown_to_postgres(dir: &Path) -> Result<(), EmbeddedError> {
-    let mut chown = Command::new("chown");
-    chown.arg("-R").arg(format!("{OS_USER}:")).arg(dir);
-    run(chown, "chown")?;
+    let (uid, _) = os_user_ids()?;
+    let owner = std::fs::symlink_metadata(dir)
+        .map_err(io(format!("inspecting {}", dir.display())))?
+        .uid();
+    // A directory the `postgres` user owns already holds the server's files
+    // as they should be, and the password file, which stays the service's.
+    if owner != uid {
+        let mut chown = Command::new("chown");
+        chown.arg("-R").arg(format!("{OS_USER}:")).arg(dir);
+        run(chown, "chown")?;
+    }
     // Its parent is reachable (checked before), so a failure here has
     // another cause, such as a read-only mount.
     let mut probe = as_cluster_user(true, Path::new("test"));

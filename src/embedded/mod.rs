@@ -5,19 +5,25 @@
 //! (never on a TCP port, so clusters never clash). As root, every
 //! PostgreSQL binary runs as the `postgres` system user, and a directory
 //! that user cannot reach is exchanged for one it can ([`location`]). The
-//! server's socket is in a 0700 directory of the account running it
-//! ([`socket`]). The server cannot outlive this process: it runs under a
-//! watchdog shell that stops it as soon as our end of its stdin pipe
-//! closes, even on a crash. [`EmbeddedPostgres::supervise`] restarts it
-//! whenever it dies ([`supervisor`]).
+//! cluster is private to the account running it: its socket is in a 0700
+//! directory of that account ([`socket`]) and every connection must give
+//! the superuser's random password ([`password`]), which [`url`] carries.
+//! The server cannot outlive this process: it runs under a watchdog shell
+//! that stops it as soon as our end of its stdin pipe closes, even on a
+//! crash. [`EmbeddedPostgres::supervise`] restarts it whenever it dies
+//! ([`supervisor`]).
+//!
+//! [`url`]: EmbeddedPostgres::url
 
 mod location;
+mod password;
 mod socket;
 mod supervisor;
 
 pub use supervisor::{ClusterState, Supervisor};
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,6 +31,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection};
 
 use location::Location;
+use password::Password;
 use socket::SocketDir;
 
 const SUPERUSER: &str = "postgres";
@@ -59,6 +66,11 @@ pub enum EmbeddedError {
     UnreachableCluster { path: PathBuf },
     #[error("refusing to use {} as a private directory of the cluster: {problem}", path.display())]
     PrivateDirectory { path: PathBuf, problem: String },
+    #[error(
+        "refusing the cluster's password file {}: {problem}; remove it, and the next start makes and sets a new password",
+        path.display()
+    )]
+    PasswordFile { path: PathBuf, problem: String },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedError {
@@ -169,41 +181,62 @@ struct Cluster {
     bindir: PathBuf,
     location: Location,
     socket: SocketDir,
+    password: Password,
 }
 
 impl Cluster {
     /// Finds the binaries, makes the directories and, on first use, the
-    /// cluster itself (initdb). Chooses the socket's directory.
+    /// cluster itself (initdb) with a new password; a cluster made before
+    /// with `trust` gets a password. Chooses the socket's directory.
     fn create(dir: &Path) -> Result<Self, EmbeddedError> {
         let bindir = find_bindir()?;
         let location = Location::prepare(dir, running_as_root())?;
         let account = Account::of_cluster(location.as_root)?;
         let data_dir = &location.data_dir;
-        if !data_dir.join("PG_VERSION").exists() {
-            let mut initdb = as_cluster_user(location.as_root, &bindir.join("initdb"));
-            initdb.arg("-D").arg(data_dir).args([
-                "-U",
-                SUPERUSER,
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ]);
-            run(initdb, "initdb")?;
-        }
+        let password_file = password::file(data_dir);
+        let password = if !data_dir.join("PG_VERSION").exists() {
+            let password = Password::generate();
+            initdb(&bindir, &location, account, &password)?;
+            password::write(&password_file, &password)?;
+            password::write_hba(data_dir, account)?;
+            password
+        } else {
+            let (password, is_new) = match password::read(&password_file, effective_uid()?)? {
+                Some(password) => (password, false),
+                None => {
+                    // Kept before it is set: a crash in between must not
+                    // leave a password no one knows.
+                    let password = Password::generate();
+                    password::write(&password_file, &password)?;
+                    (password, true)
+                }
+            };
+            if is_new || !password::hba_is_current(data_dir) {
+                // A cluster of an older version (`trust`), one whose first
+                // start stopped half-way, or one whose password file was
+                // removed. The password is set with no server running, so
+                // nothing connects without it; if we stop half-way again,
+                // the next start redoes this.
+                set_superuser_password(&bindir, &location, &password)?;
+                password::write_hba(data_dir, account)?;
+            }
+            password
+        };
         let socket = SocketDir::prepare(data_dir, account)?;
         Ok(Self {
             bindir,
             location,
             socket,
+            password,
         })
     }
 
-    /// A sqlx connection URL for `database`, as the superuser, over the
-    /// unix socket (no password; trust on the socket).
+    /// A sqlx connection URL for `database`, as the superuser, with the
+    /// password, over the unix socket.
     fn url(&self, database: &str) -> String {
         format!(
-            "postgres://{SUPERUSER}@localhost/{database}?host={}",
+            "postgres://{SUPERUSER}:{}@localhost/{database}?host={}",
+            self.password.url_encoded(),
             self.socket.path().display()
         )
     }
@@ -346,8 +379,8 @@ impl EmbeddedPostgres {
         }
     }
 
-    /// A sqlx connection URL for `database`, as the cluster's superuser
-    /// `postgres` (no password; trust on the unix socket).
+    /// A sqlx (and libpq) connection URL for `database`, as the cluster's
+    /// superuser `postgres`, with its password, over the unix socket.
     pub fn url(&self, database: &str) -> String {
         self.cluster.url(database)
     }
@@ -360,6 +393,12 @@ impl EmbeddedPostgres {
     /// The directory holding the server's unix socket (`psql -h`).
     pub fn socket_dir(&self) -> &Path {
         self.cluster.socket.path()
+    }
+
+    /// The file holding the superuser's password (`PGPASSWORD`), readable
+    /// by this process's account only.
+    pub fn password_file(&self) -> PathBuf {
+        password::file(self.data_dir())
     }
 
     /// The directory asked for, when the cluster lives elsewhere because
@@ -489,6 +528,109 @@ fn is_live_postgres(pid: u32) -> Option<bool> {
     };
     let state = stat[close + 1..].split_whitespace().next();
     Some(&stat[open + 1..close] == "postgres" && !matches!(state, Some("Z" | "X")))
+}
+
+/// Makes the cluster with `password` for the superuser. initdb reads it from
+/// a file: a copy in a directory made fresh for it, which only the server's
+/// account may enter, removed as soon as initdb is done.
+fn initdb(
+    bindir: &Path,
+    location: &Location,
+    account: Account,
+    password: &Password,
+) -> Result<(), EmbeddedError> {
+    let (dir, _) = socket::fresh_private_dir(Path::new(socket::FRESH_PARENT), account, || {
+        socket::fresh_name("wd-initdb-")
+    })?;
+    let _remove = RemoveOnDrop(dir.clone());
+    let pwfile = dir.join("pwfile");
+    let written = (|| {
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&pwfile)?;
+        writeln!(out, "{}", password.expose())?;
+        if let Some((uid, gid)) = account.hand_to {
+            std::os::unix::fs::lchown(&pwfile, Some(uid), Some(gid))?;
+        }
+        Ok(())
+    })();
+    written.map_err(io(format!("writing {}", pwfile.display())))?;
+    let mut initdb = as_cluster_user(location.as_root, &bindir.join("initdb"));
+    initdb
+        .arg("-D")
+        .arg(&location.data_dir)
+        .args(["-U", SUPERUSER, "--auth=scram-sha-256"])
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .args(["-E", "UTF8", "--locale=C"]);
+    run(initdb, "initdb")
+}
+
+/// Removes a directory of ours when dropped, whatever happened meanwhile.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Gives the superuser `password` (SCRAM) in single-user mode: no server
+/// runs, so nothing can connect while `pg_hba.conf` may still say `trust`.
+/// The password travels on stdin, never on a command line others can see.
+fn set_superuser_password(
+    bindir: &Path,
+    location: &Location,
+    password: &Password,
+) -> Result<(), EmbeddedError> {
+    // A server that died (even one whose pid was since reused) would make
+    // single-user mode refuse to start.
+    clear_stale_lock(&location.data_dir.join("postmaster.pid"));
+    let mut single = as_cluster_user(location.as_root, &bindir.join("postgres"));
+    single
+        .arg("--single")
+        .arg("-D")
+        .arg(&location.data_dir)
+        // Any error ends the session with a failure status, and no failing
+        // statement (holding the password) is echoed.
+        .args([
+            "-c",
+            "exit_on_error=on",
+            "-c",
+            "log_min_error_statement=panic",
+        ])
+        .arg(SUPERUSER)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = single
+        .spawn()
+        .map_err(io("running postgres --single to set the password"))?;
+    // One statement a line, as single-user mode reads them.
+    let sql = format!(
+        "SET password_encryption = 'scram-sha-256';\nALTER ROLE {SUPERUSER} PASSWORD {};\n",
+        password.sql_literal()
+    );
+    if let Some(mut stdin) = child.stdin.take() {
+        // A failure to write shows in the exit status and output below.
+        let _ = stdin.write_all(sql.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(io("running postgres --single to set the password"))?;
+    let mut output = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() && !output.contains("ERROR") && !output.contains("FATAL") {
+        return Ok(());
+    }
+    output.push_str(&String::from_utf8_lossy(&out.stdout));
+    Err(EmbeddedError::Command {
+        command: "postgres --single (setting the superuser's password)".into(),
+        output: output
+            .replace(password.expose(), "<password>")
+            .trim()
+            .to_owned(),
+    })
 }
 
 fn as_cluster_user(root: bool, program: &Path) -> Command {

@@ -7,13 +7,13 @@
 //! only once the supervisor stops.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{Cluster, EmbeddedError, EmbeddedPostgres};
+use super::{Cluster, EmbeddedError, EmbeddedPostgres, password};
 
 /// How often the watchdog is asked whether it (and so the server) exited.
 const POLL: Duration = Duration::from_millis(150);
@@ -79,7 +79,8 @@ impl Supervisor {
         self.state.clone()
     }
 
-    /// A sqlx connection URL for `database`, valid across restarts.
+    /// A sqlx connection URL for `database`, with the superuser's
+    /// password, valid across restarts.
     pub fn url(&self, database: &str) -> String {
         self.cluster.url(database)
     }
@@ -92,6 +93,12 @@ impl Supervisor {
     /// The directory holding the server's unix socket (`psql -h`).
     pub fn socket_dir(&self) -> &Path {
         self.cluster.socket.path()
+    }
+
+    /// The file holding the superuser's password (`PGPASSWORD`), readable
+    /// by this process's account only.
+    pub fn password_file(&self) -> PathBuf {
+        password::file(self.data_dir())
     }
 
     /// The directory asked for, when the cluster lives elsewhere because
@@ -250,11 +257,11 @@ mod tests {
     use sqlx::{Connection, PgConnection};
 
     /// A supervised cluster under a fresh directory, holding a table `kept`.
-    async fn supervised(name: &str) -> (std::path::PathBuf, Supervisor) {
+    async fn supervised(name: &str) -> (PathBuf, Supervisor) {
         supervised_in(scratch(name)).await
     }
 
-    async fn supervised_in(dir: std::path::PathBuf) -> (std::path::PathBuf, Supervisor) {
+    async fn supervised_in(dir: PathBuf) -> (PathBuf, Supervisor) {
         let pg = EmbeddedPostgres::start(&dir).await.unwrap();
         let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
         sqlx::raw_sql("CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)")

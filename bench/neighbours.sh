@@ -30,6 +30,7 @@ until grep -q "try:" "$work/out.log"; do
 done
 TOKEN=$(awk '/demo user/ {print $3}' "$work/out.log")
 PSQL=("$PGBIN/psql" -q -h "$work/postgres" -U postgres postgres)
+export PGPASSWORD=$(cat "$work/postgres/widget-data.password")
 # The heavy user is not the demo user, who keeps the one seeded dashboard.
 "${PSQL[@]}" -c "INSERT INTO app.dashboards (owner_id, name)
   SELECT '11111111-1111-4111-8111-111111111111', 'heavy ' || g FROM generate_series(1, $ROWS) g;

@@ -28,6 +28,7 @@ until grep -q "try:" "$work/out.log"; do
 done
 export TOKEN=$(awk '/demo user/ {print $3}' "$work/out.log")
 PG=(-h "$work/postgres" -U postgres)
+export PGPASSWORD=$(cat "$work/postgres/widget-data.password")
 QUERY='{"table":"servers","aggregation":"count","groupBy":"status"}'
 url=http://127.0.0.1:18080/functions/v1/widget-data
 

@@ -142,9 +142,13 @@ fn print_banner(config: &Config, addr: std::net::SocketAddr, embedded: Option<&S
     println!("\nwidget-data listening on http://{addr}");
     println!("  POST http://{addr}/functions/v1/widget-data   docs: http://{addr}/docs");
     let Some(pg) = embedded else { return };
+    // Only the embedded dev cluster's URL is printed, password and all: it
+    // guards sample data, and only this machine's account running us can
+    // reach its socket anyway. A DATABASE_URL is never printed.
     println!("  database: {}", pg.url("postgres"));
     println!(
-        "    (psql -h {} -U postgres postgres)",
+        "    (PGPASSWORD=$(cat {}) psql -h {} -U postgres postgres)",
+        pg.password_file().display(),
         pg.socket_dir().display()
     );
     println!("  cluster: {}", pg.data_dir().display());

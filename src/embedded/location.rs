@@ -1,26 +1,22 @@
 //! Where a cluster lives. Takes the directory asked for; gives the data
-//! directory, the directory for its unix socket and, as root, whether the
-//! cluster had to move to a place the `postgres` user can reach. Creates
-//! directories and hands them to that user; runs no server.
+//! directory and, as root, whether the cluster had to move to a place the
+//! `postgres` user can reach. Creates directories and hands them to that
+//! user; runs no server.
 
 use std::fs::{DirBuilder, Metadata};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{EmbeddedError, OS_USER, SUPERUSER, as_cluster_user, io, run};
+use super::{EmbeddedError, OS_USER, as_cluster_user, io, run};
 
 /// As root, clusters the `postgres` user could not reach where they were
 /// asked for live under `<this>/clusters`.
 pub(super) const RELOCATION_ROOT: &str = "/var/lib/widget-data";
-/// Unix socket paths are limited to 107 bytes; `/.s.PGSQL.5432` adds 14 and
-/// the lock file beside it 5 more: keep the whole path under 100.
-const MAX_SOCKET_DIR: usize = 80;
 
 #[derive(Clone, Debug)]
 pub(super) struct Location {
     pub data_dir: PathBuf,
-    pub socket_dir: PathBuf,
     /// The directory asked for, when the cluster lives elsewhere.
     pub relocated_from: Option<PathBuf>,
     /// PostgreSQL's binaries run as the `postgres` user.
@@ -57,22 +53,11 @@ impl Location {
             }
             (requested, None)
         };
-        let socket_dir = socket_dir_for(&data_dir, as_root)?;
         Ok(Self {
             data_dir,
-            socket_dir,
             relocated_from,
             as_root,
         })
-    }
-
-    /// A sqlx connection URL for `database`, as the cluster's superuser (no
-    /// password; trust on the unix socket).
-    pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgres://{SUPERUSER}@localhost/{database}?host={}",
-            self.socket_dir.display()
-        )
     }
 }
 
@@ -198,7 +183,7 @@ fn set_mode(dir: &Path, mode: u32) -> Result<(), EmbeddedError> {
 }
 
 /// The `postgres` user's uid and gid.
-fn os_user_ids() -> Result<(u32, u32), EmbeddedError> {
+pub(super) fn os_user_ids() -> Result<(u32, u32), EmbeddedError> {
     let id = |flag: &str| -> Result<u32, EmbeddedError> {
         let out = Command::new("id")
             .arg(flag)
@@ -217,11 +202,19 @@ fn os_user_ids() -> Result<(u32, u32), EmbeddedError> {
 }
 
 fn chown_to_postgres(dir: &Path) -> Result<(), EmbeddedError> {
-    let mut chown = Command::new("chown");
-    chown.arg("-R").arg(format!("{OS_USER}:")).arg(dir);
-    run(chown, "chown")?;
-    // Its parent is reachable (checked for a data directory; /tmp is), so
-    // a failure here has another cause, such as a read-only mount.
+    let (uid, _) = os_user_ids()?;
+    let owner = std::fs::symlink_metadata(dir)
+        .map_err(io(format!("inspecting {}", dir.display())))?
+        .uid();
+    // A directory the `postgres` user owns already holds the server's files
+    // as they should be, and the password file, which stays the service's.
+    if owner != uid {
+        let mut chown = Command::new("chown");
+        chown.arg("-R").arg(format!("{OS_USER}:")).arg(dir);
+        run(chown, "chown")?;
+    }
+    // Its parent is reachable (checked before), so a failure here has
+    // another cause, such as a read-only mount.
     let mut probe = as_cluster_user(true, Path::new("test"));
     probe.arg("-w").arg(dir);
     if run(probe, "access check").is_err() {
@@ -235,22 +228,6 @@ fn chown_to_postgres(dir: &Path) -> Result<(), EmbeddedError> {
         });
     }
     Ok(())
-}
-
-/// The data directory itself when its path is short enough for a unix
-/// socket, else a short directory under /tmp.
-fn socket_dir_for(data_dir: &Path, root: bool) -> Result<PathBuf, EmbeddedError> {
-    if data_dir.as_os_str().len() <= MAX_SOCKET_DIR {
-        return Ok(data_dir.to_path_buf());
-    }
-    let hash = fnv1a(data_dir.as_os_str().as_encoded_bytes());
-    // Not temp_dir(): TMPDIR may be long itself.
-    let dir = PathBuf::from(format!("/tmp/wd-pg-{hash:016x}"));
-    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-    if root {
-        chown_to_postgres(&dir)?;
-    }
-    Ok(dir)
 }
 
 /// FNV-1a: stable across Rust versions and machines, unlike std's hasher,

@@ -5,16 +5,25 @@
 //! (never on a TCP port, so clusters never clash). As root, every
 //! PostgreSQL binary runs as the `postgres` system user, and a directory
 //! that user cannot reach is exchanged for one it can ([`location`]). The
-//! server cannot outlive this process: it runs under a watchdog shell that
-//! stops it as soon as our end of its stdin pipe closes, even on a crash.
-//! [`EmbeddedPostgres::supervise`] restarts it whenever it dies ([`supervisor`]).
+//! cluster is private to the account running it: its socket is in a 0700
+//! directory of that account ([`socket`]) and every connection must give
+//! the superuser's random password ([`password`]), which [`url`] carries.
+//! The server cannot outlive this process: it runs under a watchdog shell
+//! that stops it as soon as our end of its stdin pipe closes, even on a
+//! crash. [`EmbeddedPostgres::supervise`] restarts it whenever it dies
+//! ([`supervisor`]).
+//!
+//! [`url`]: EmbeddedPostgres::url
 
 mod location;
+mod password;
+mod socket;
 mod supervisor;
 
 pub use supervisor::{ClusterState, Supervisor};
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,6 +31,8 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection};
 
 use location::Location;
+use password::Password;
+use socket::SocketDir;
 
 const SUPERUSER: &str = "postgres";
 const OS_USER: &str = "postgres";
@@ -53,6 +64,13 @@ pub enum EmbeddedError {
         path.display()
     )]
     UnreachableCluster { path: PathBuf },
+    #[error("refusing to use {} as a private directory of the cluster: {problem}", path.display())]
+    PrivateDirectory { path: PathBuf, problem: String },
+    #[error(
+        "refusing the cluster's password file {}: {problem}; remove it, and the next start makes and sets a new password",
+        path.display()
+    )]
+    PasswordFile { path: PathBuf, problem: String },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedError {
@@ -113,14 +131,48 @@ fn search_bindir(
 }
 
 fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+    effective_uid().is_ok_and(|uid| uid == 0)
+}
+
+/// The uid this process acts as (the second field of `Uid:`).
+fn effective_uid() -> Result<u32, EmbeddedError> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(io("reading /proc/self/status for our uid"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1)?.parse().ok())
+        .ok_or_else(|| EmbeddedError::Io {
+            what: "reading /proc/self/status for our uid".into(),
+            source: std::io::Error::other("no effective uid on its Uid: line"),
         })
-        .unwrap_or(false)
+}
+
+/// The account the server runs as: the `postgres` user when we are root,
+/// else our own.
+#[derive(Clone, Copy, Debug)]
+struct Account {
+    uid: u32,
+    /// `Some((uid, gid))` when that account is not ours: what we make for
+    /// it is handed over.
+    hand_to: Option<(u32, u32)>,
+}
+
+impl Account {
+    fn of_cluster(as_root: bool) -> Result<Self, EmbeddedError> {
+        if as_root {
+            let (uid, gid) = location::os_user_ids()?;
+            Ok(Self {
+                uid,
+                hand_to: Some((uid, gid)),
+            })
+        } else {
+            Ok(Self {
+                uid: effective_uid()?,
+                hand_to: None,
+            })
+        }
+    }
 }
 
 /// A created cluster: what it takes to start its server, again and again.
@@ -128,27 +180,65 @@ fn running_as_root() -> bool {
 struct Cluster {
     bindir: PathBuf,
     location: Location,
+    socket: SocketDir,
+    password: Password,
 }
 
 impl Cluster {
     /// Finds the binaries, makes the directories and, on first use, the
-    /// cluster itself (initdb).
+    /// cluster itself (initdb) with a new password; a cluster made before
+    /// with `trust` gets a password. Chooses the socket's directory.
     fn create(dir: &Path) -> Result<Self, EmbeddedError> {
         let bindir = find_bindir()?;
         let location = Location::prepare(dir, running_as_root())?;
-        if !location.data_dir.join("PG_VERSION").exists() {
-            let mut initdb = as_cluster_user(location.as_root, &bindir.join("initdb"));
-            initdb.arg("-D").arg(&location.data_dir).args([
-                "-U",
-                SUPERUSER,
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ]);
-            run(initdb, "initdb")?;
-        }
-        Ok(Self { bindir, location })
+        let account = Account::of_cluster(location.as_root)?;
+        let data_dir = &location.data_dir;
+        let password_file = password::file(data_dir);
+        let password = if !data_dir.join("PG_VERSION").exists() {
+            let password = Password::generate();
+            initdb(&bindir, &location, account, &password)?;
+            password::write(&password_file, &password)?;
+            password::write_hba(data_dir, account)?;
+            password
+        } else {
+            let (password, is_new) = match password::read(&password_file, effective_uid()?)? {
+                Some(password) => (password, false),
+                None => {
+                    // Kept before it is set: a crash in between must not
+                    // leave a password no one knows.
+                    let password = Password::generate();
+                    password::write(&password_file, &password)?;
+                    (password, true)
+                }
+            };
+            if is_new || !password::hba_is_current(data_dir) {
+                // A cluster of an older version (`trust`), one whose first
+                // start stopped half-way, or one whose password file was
+                // removed. The password is set with no server running, so
+                // nothing connects without it; if we stop half-way again,
+                // the next start redoes this.
+                set_superuser_password(&bindir, &location, &password)?;
+                password::write_hba(data_dir, account)?;
+            }
+            password
+        };
+        let socket = SocketDir::prepare(data_dir, account)?;
+        Ok(Self {
+            bindir,
+            location,
+            socket,
+            password,
+        })
+    }
+
+    /// A sqlx connection URL for `database`, as the superuser, with the
+    /// password, over the unix socket.
+    fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://{SUPERUSER}:{}@localhost/{database}?host={}",
+            self.password.url_encoded(),
+            self.socket.path().display()
+        )
     }
 
     fn pid_file(&self) -> PathBuf {
@@ -156,17 +246,18 @@ impl Cluster {
     }
 
     fn socket_lock(&self) -> PathBuf {
-        self.location.socket_dir.join(".s.PGSQL.5432.lock")
+        self.socket.path().join(".s.PGSQL.5432.lock")
     }
 
     /// The server under its watchdog; does not wait for it to be ready.
     fn spawn(self) -> Result<EmbeddedPostgres, EmbeddedError> {
+        // Again before each restart: the socket goes only where no one but
+        // the server's account can reach it.
+        self.socket.verify()?;
         let Location {
-            data_dir,
-            socket_dir,
-            as_root,
-            ..
+            data_dir, as_root, ..
         } = &self.location;
+        let socket_dir = self.socket.path();
         // After a crash (of the machine, or a SIGKILL of the watchdog or the
         // server) the lock files stay; PostgreSQL copes unless their pid now
         // belongs to another live process.
@@ -181,7 +272,7 @@ impl Cluster {
         // ignored, until the server installs its handler: a stop that early
         // would be lost, so the reader repeats it until the server is gone.
         let script = r#"
-"$0" -D "$1" -c listen_addresses= -c unix_socket_directories="$2" -c unix_socket_permissions=0777 >>"$3" 2>&1 &
+"$0" -D "$1" -c listen_addresses= -c unix_socket_directories="$2" -c unix_socket_permissions=0700 >>"$3" 2>&1 &
 pid=$!
 exec 3<&0
 (read _ <&3; while kill -INT $pid 2>/dev/null; do sleep 0.2; done) &
@@ -288,10 +379,10 @@ impl EmbeddedPostgres {
         }
     }
 
-    /// A sqlx connection URL for `database`, as the cluster's superuser
-    /// `postgres` (no password; trust on the unix socket).
+    /// A sqlx (and libpq) connection URL for `database`, as the cluster's
+    /// superuser `postgres`, with its password, over the unix socket.
     pub fn url(&self, database: &str) -> String {
-        self.cluster.location.url(database)
+        self.cluster.url(database)
     }
 
     /// Where the cluster's files live.
@@ -301,7 +392,13 @@ impl EmbeddedPostgres {
 
     /// The directory holding the server's unix socket (`psql -h`).
     pub fn socket_dir(&self) -> &Path {
-        &self.cluster.location.socket_dir
+        self.cluster.socket.path()
+    }
+
+    /// The file holding the superuser's password (`PGPASSWORD`), readable
+    /// by this process's account only.
+    pub fn password_file(&self) -> PathBuf {
+        password::file(self.data_dir())
     }
 
     /// The directory asked for, when the cluster lives elsewhere because
@@ -310,9 +407,18 @@ impl EmbeddedPostgres {
         self.cluster.location.relocated_from.as_deref()
     }
 
-    /// Fast shutdown; returns once the server has exited. A server that
-    /// died before leaves its lock files behind; they are cleared.
-    pub async fn stop(mut self) -> Result<(), EmbeddedError> {
+    /// Fast shutdown, for good; returns once the server has exited and a
+    /// socket directory made for it is removed. A server that died before
+    /// leaves its lock files behind; they are cleared.
+    pub async fn stop(self) -> Result<(), EmbeddedError> {
+        let socket = self.cluster.socket.clone();
+        self.stop_server().await?;
+        socket.remove()
+    }
+
+    /// Fast shutdown of this server, keeping the socket's directory for
+    /// the next one.
+    async fn stop_server(mut self) -> Result<(), EmbeddedError> {
         let watchdog = self.watchdog.take();
         let stdin = self.stdin.take();
         let cluster = self.cluster.clone();
@@ -422,6 +528,109 @@ fn is_live_postgres(pid: u32) -> Option<bool> {
     };
     let state = stat[close + 1..].split_whitespace().next();
     Some(&stat[open + 1..close] == "postgres" && !matches!(state, Some("Z" | "X")))
+}
+
+/// Makes the cluster with `password` for the superuser. initdb reads it from
+/// a file: a copy in a directory made fresh for it, which only the server's
+/// account may enter, removed as soon as initdb is done.
+fn initdb(
+    bindir: &Path,
+    location: &Location,
+    account: Account,
+    password: &Password,
+) -> Result<(), EmbeddedError> {
+    let (dir, _) = socket::fresh_private_dir(Path::new(socket::FRESH_PARENT), account, || {
+        socket::fresh_name("wd-initdb-")
+    })?;
+    let _remove = RemoveOnDrop(dir.clone());
+    let pwfile = dir.join("pwfile");
+    let written = (|| {
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&pwfile)?;
+        writeln!(out, "{}", password.expose())?;
+        if let Some((uid, gid)) = account.hand_to {
+            std::os::unix::fs::lchown(&pwfile, Some(uid), Some(gid))?;
+        }
+        Ok(())
+    })();
+    written.map_err(io(format!("writing {}", pwfile.display())))?;
+    let mut initdb = as_cluster_user(location.as_root, &bindir.join("initdb"));
+    initdb
+        .arg("-D")
+        .arg(&location.data_dir)
+        .args(["-U", SUPERUSER, "--auth=scram-sha-256"])
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .args(["-E", "UTF8", "--locale=C"]);
+    run(initdb, "initdb")
+}
+
+/// Removes a directory of ours when dropped, whatever happened meanwhile.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Gives the superuser `password` (SCRAM) in single-user mode: no server
+/// runs, so nothing can connect while `pg_hba.conf` may still say `trust`.
+/// The password travels on stdin, never on a command line others can see.
+fn set_superuser_password(
+    bindir: &Path,
+    location: &Location,
+    password: &Password,
+) -> Result<(), EmbeddedError> {
+    // A server that died (even one whose pid was since reused) would make
+    // single-user mode refuse to start.
+    clear_stale_lock(&location.data_dir.join("postmaster.pid"));
+    let mut single = as_cluster_user(location.as_root, &bindir.join("postgres"));
+    single
+        .arg("--single")
+        .arg("-D")
+        .arg(&location.data_dir)
+        // Any error ends the session with a failure status, and no failing
+        // statement (holding the password) is echoed.
+        .args([
+            "-c",
+            "exit_on_error=on",
+            "-c",
+            "log_min_error_statement=panic",
+        ])
+        .arg(SUPERUSER)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = single
+        .spawn()
+        .map_err(io("running postgres --single to set the password"))?;
+    // One statement a line, as single-user mode reads them.
+    let sql = format!(
+        "SET password_encryption = 'scram-sha-256';\nALTER ROLE {SUPERUSER} PASSWORD {};\n",
+        password.sql_literal()
+    );
+    if let Some(mut stdin) = child.stdin.take() {
+        // A failure to write shows in the exit status and output below.
+        let _ = stdin.write_all(sql.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(io("running postgres --single to set the password"))?;
+    let mut output = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() && !output.contains("ERROR") && !output.contains("FATAL") {
+        return Ok(());
+    }
+    output.push_str(&String::from_utf8_lossy(&out.stdout));
+    Err(EmbeddedError::Command {
+        command: "postgres --single (setting the superuser's password)".into(),
+        output: output
+            .replace(password.expose(), "<password>")
+            .trim()
+            .to_owned(),
+    })
 }
 
 fn as_cluster_user(root: bool, program: &Path) -> Command {

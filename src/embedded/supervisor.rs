@@ -1,17 +1,19 @@
 //! Keeps an embedded cluster running. Takes a started [`EmbeddedPostgres`];
 //! gives a [`Supervisor`] whose task restarts the server when it dies, in
-//! the same directories (so connection URLs stay valid), with exponential
-//! backoff, and reports the cluster's [`ClusterState`] on a watch channel.
-//! A failed restart is logged once and tried again later; it never panics.
+//! the same directories and socket directory (so connection URLs stay
+//! valid), with exponential backoff, and reports the cluster's
+//! [`ClusterState`] on a watch channel. A failed restart is logged once and
+//! tried again later; it never panics. The socket's directory is removed
+//! only once the supervisor stops.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{Cluster, EmbeddedError, EmbeddedPostgres, Location};
+use super::{Cluster, EmbeddedError, EmbeddedPostgres, password};
 
 /// How often the watchdog is asked whether it (and so the server) exited.
 const POLL: Duration = Duration::from_millis(150);
@@ -48,7 +50,7 @@ impl fmt::Display for ClusterState {
 /// A cluster whose server is restarted when it dies. Dropping it stops
 /// the server too, without waiting.
 pub struct Supervisor {
-    location: Location,
+    cluster: Cluster,
     state: watch::Receiver<ClusterState>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), EmbeddedError>>,
@@ -58,12 +60,12 @@ impl EmbeddedPostgres {
     /// Hands the running cluster to a supervisor. Its task runs on the
     /// current tokio runtime (so call this within one).
     pub fn supervise(self) -> Supervisor {
-        let location = self.cluster.location.clone();
+        let cluster = self.cluster.clone();
         let (state_tx, state) = watch::channel(ClusterState::Up);
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(keep_running(self, state_tx, stop_rx));
         Supervisor {
-            location,
+            cluster,
             state,
             stop,
             task,
@@ -77,29 +79,37 @@ impl Supervisor {
         self.state.clone()
     }
 
-    /// A sqlx connection URL for `database`, valid across restarts.
+    /// A sqlx connection URL for `database`, with the superuser's
+    /// password, valid across restarts.
     pub fn url(&self, database: &str) -> String {
-        self.location.url(database)
+        self.cluster.url(database)
     }
 
     /// Where the cluster's files live.
     pub fn data_dir(&self) -> &Path {
-        &self.location.data_dir
+        &self.cluster.location.data_dir
     }
 
     /// The directory holding the server's unix socket (`psql -h`).
     pub fn socket_dir(&self) -> &Path {
-        &self.location.socket_dir
+        self.cluster.socket.path()
+    }
+
+    /// The file holding the superuser's password (`PGPASSWORD`), readable
+    /// by this process's account only.
+    pub fn password_file(&self) -> PathBuf {
+        password::file(self.data_dir())
     }
 
     /// The directory asked for, when the cluster lives elsewhere because
     /// the `postgres` user cannot reach it (as root only).
     pub fn relocated_from(&self) -> Option<&Path> {
-        self.location.relocated_from.as_deref()
+        self.cluster.location.relocated_from.as_deref()
     }
 
     /// Stops the server, or the restart under way, or the wait before the
-    /// next one; returns once no server of this cluster runs.
+    /// next one; returns once no server of this cluster runs and a socket
+    /// directory made for it is removed.
     pub async fn stop(self) -> Result<(), EmbeddedError> {
         self.stop.send_replace(true);
         self.task.await.map_err(|e| EmbeddedError::Io {
@@ -109,9 +119,21 @@ impl Supervisor {
     }
 }
 
-/// The supervisor's task: watch the server; when it dies, restart it until
-/// it runs again or a stop is asked for.
+/// The supervisor's task: keeps the server running until a stop is asked
+/// for, then removes the socket's directory once no server uses it.
 async fn keep_running(
+    pg: EmbeddedPostgres,
+    state: watch::Sender<ClusterState>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), EmbeddedError> {
+    let socket = pg.cluster.socket.clone();
+    restart_until_stopped(pg, state, stop).await?;
+    socket.remove()
+}
+
+/// Watches the server; when it dies, restarts it until it runs again or a
+/// stop is asked for.
+async fn restart_until_stopped(
     pg: EmbeddedPostgres,
     state: watch::Sender<ClusterState>,
     mut stop: watch::Receiver<bool>,
@@ -128,7 +150,7 @@ async fn keep_running(
                 () = stop_requested(&mut stop) => None,
             };
             let Some(status) = died else {
-                let stopped = pg.stop().await;
+                let stopped = pg.stop_server().await;
                 state.send_replace(ClusterState::Stopped);
                 return stopped;
             };
@@ -140,7 +162,7 @@ async fn keep_running(
             );
             // Reaps the watchdog and clears the dead server's lock files;
             // quick, since nothing of it runs.
-            if let Err(e) = pg.stop().await {
+            if let Err(e) = pg.stop_server().await {
                 tracing::warn!(error = %e, "cleaning up after the dead PostgreSQL server");
             }
             if up_since.elapsed() >= HEALTHY_AFTER {
@@ -206,10 +228,10 @@ async fn restart(cluster: &Cluster, stop: &mut watch::Receiver<bool>) -> Restart
             // A server that started but never answered must be gone before
             // the next attempt, or its lock would fail that one too; if it
             // is not, that attempt says so.
-            let _ = pg.stop().await;
+            let _ = pg.stop_server().await;
             Restart::Failed(e)
         }
-        None => Restart::Stopped(pg.stop().await),
+        None => Restart::Stopped(pg.stop_server().await),
     }
 }
 
@@ -235,8 +257,11 @@ mod tests {
     use sqlx::{Connection, PgConnection};
 
     /// A supervised cluster under a fresh directory, holding a table `kept`.
-    async fn supervised(name: &str) -> (std::path::PathBuf, Supervisor) {
-        let dir = scratch(name);
+    async fn supervised(name: &str) -> (PathBuf, Supervisor) {
+        supervised_in(scratch(name)).await
+    }
+
+    async fn supervised_in(dir: PathBuf) -> (PathBuf, Supervisor) {
         let pg = EmbeddedPostgres::start(&dir).await.unwrap();
         let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
         sqlx::raw_sql("CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)")
@@ -319,6 +344,24 @@ mod tests {
         assert_eq!(*state.borrow(), ClusterState::Stopped);
         assert!(!server_runs(&dir), "stopped");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_restart_keeps_a_fresh_socket_directory_and_the_stop_removes_it() {
+        let root = scratch("supervised-long");
+        let (dir, pg) = supervised_in(root.join("w".repeat(90))).await;
+        let socket_dir = pg.socket_dir().to_path_buf();
+        assert!(!socket_dir.starts_with(&dir), "a directory of its own");
+        let url = pg.url("postgres");
+        let mut state = pg.state();
+        state.borrow_and_update();
+        kill_9(postmaster_pid(&dir));
+        states_until(&mut state, ClusterState::Up).await;
+        assert_eq!(pg.socket_dir(), socket_dir);
+        assert_eq!(kept(&url).await.unwrap(), 42, "the same URL");
+        pg.stop().await.unwrap();
+        assert!(!socket_dir.exists(), "removed once stopped for good");
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[tokio::test]

@@ -78,6 +78,7 @@ async fn a_cluster_starts_stops_and_keeps_its_data() {
         .await
         .unwrap();
     conn.close().await.unwrap();
+    let url = pg.url("postgres");
     pg.stop().await.unwrap();
     assert!(!dir.join("postmaster.pid").exists(), "stopped");
 
@@ -89,6 +90,7 @@ async fn a_cluster_starts_stops_and_keeps_its_data() {
     )
     .unwrap();
     let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+    assert_eq!(pg.url("postgres"), url, "the same socket and password");
     let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
     let n: i32 = sqlx::query_scalar("SELECT n FROM kept")
         .fetch_one(&mut conn)
@@ -101,17 +103,177 @@ async fn a_cluster_starts_stops_and_keeps_its_data() {
 }
 
 #[tokio::test]
-async fn a_long_directory_gets_a_short_socket_path() {
+async fn a_long_directory_gets_a_short_fresh_private_socket_directory_removed_on_stop() {
     let dir = scratch("long").join("x".repeat(60)).join("y".repeat(60));
     let pg = EmbeddedPostgres::start(&dir).await.unwrap();
-    assert!(pg.socket_dir().join(".s.PGSQL.5432.lock").as_os_str().len() < 100);
+    let socket_dir = pg.socket_dir().to_path_buf();
+    assert!(socket_dir.join(".s.PGSQL.5432.lock").as_os_str().len() < 100);
+    assert!(!socket_dir.starts_with(&dir));
+    let account = Account::of_cluster(running_as_root()).unwrap();
+    assert_eq!(owner_and_mode(&socket_dir), (account.uid, 0o700));
     let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
     conn.ping().await.unwrap();
     conn.close().await.unwrap();
-    let socket_dir = pg.socket_dir().to_path_buf();
     pg.stop().await.unwrap();
+    assert!(!socket_dir.exists(), "removed once the cluster stopped");
+
+    // Not derived from the path: the next start gets another one.
+    let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+    assert_ne!(pg.socket_dir(), socket_dir);
+    let again = pg.socket_dir().to_path_buf();
+    pg.stop().await.unwrap();
+    assert!(!again.exists());
     let _ = std::fs::remove_dir_all(scratch_root(&dir));
-    let _ = std::fs::remove_dir_all(socket_dir);
+}
+
+fn owner_and_mode(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    (meta.uid(), meta.mode() & 0o7777)
+}
+
+/// The URL without its password.
+fn without_password(pg: &EmbeddedPostgres) -> String {
+    let password = std::fs::read_to_string(pg.password_file()).unwrap();
+    let url = pg.url("postgres");
+    let stripped = url.replacen(&format!(":{}@", password.trim()), "@", 1);
+    assert_ne!(stripped, url, "the URL carries the password");
+    stripped
+}
+
+/// `psql -c 'select 1'` on the cluster as the local account `user`, with
+/// `password` if given; never prompts.
+fn psql_as(user: &str, socket_dir: &Path, password: Option<&str>) -> std::process::Output {
+    let mut psql = Command::new("runuser");
+    psql.args(["-u", user, "--"])
+        .arg(find_bindir().unwrap().join("psql"))
+        .arg("-w")
+        .arg("-h")
+        .arg(socket_dir)
+        .args(["-U", SUPERUSER, "-At", "-c", "select 1", "postgres"])
+        .env_remove("PGPASSWORD")
+        .env_remove("PGPASSFILE")
+        .current_dir("/");
+    if let Some(password) = password {
+        psql.env("PGPASSWORD", password);
+    }
+    psql.output().unwrap()
+}
+
+#[tokio::test]
+async fn another_local_account_cannot_connect_and_even_ours_needs_the_password() {
+    // The socket in the data directory, and in a fresh directory.
+    let long = scratch("private-long").join("z".repeat(90));
+    for dir in [scratch("private"), long.clone()] {
+        let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+        let account = Account::of_cluster(running_as_root()).unwrap();
+        assert_eq!(owner_and_mode(pg.socket_dir()), (account.uid, 0o700));
+        assert_eq!(
+            owner_and_mode(&pg.socket_dir().join(".s.PGSQL.5432")),
+            (account.uid, 0o700),
+            "the socket itself"
+        );
+        assert_eq!(
+            owner_and_mode(&pg.password_file()),
+            (effective_uid().unwrap(), 0o600)
+        );
+        // The URL's password lets us in; without it, no one gets in.
+        let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
+        conn.ping().await.unwrap();
+        conn.close().await.unwrap();
+        let err = PgConnection::connect(&without_password(&pg))
+            .await
+            .expect_err("refused without the password")
+            .to_string();
+        assert!(err.contains("password"), "{err}");
+
+        if running_as_root() {
+            let password = std::fs::read_to_string(pg.password_file()).unwrap();
+            let password = password.trim();
+            // Another local account, even knowing the password, cannot
+            // enter the socket's directory.
+            let out = psql_as("nobody", pg.socket_dir(), Some(password));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "nobody got in: {stderr}");
+            assert!(stderr.contains("Permission denied"), "{stderr}");
+            // The same psql works for the server's account with the
+            // password, and not without it: no trust, no peer.
+            let out = psql_as(OS_USER, pg.socket_dir(), Some(password));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+            let out = psql_as(OS_USER, pg.socket_dir(), None);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "in without a password");
+            assert!(stderr.contains("password"), "{stderr}");
+        }
+        pg.stop().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let _ = std::fs::remove_dir_all(long.parent().unwrap());
+}
+
+#[tokio::test]
+async fn a_cluster_made_with_trust_by_an_older_version_gets_a_password() {
+    let dir = scratch("trust");
+    // What older versions made.
+    let location = Location::prepare(&dir, running_as_root()).unwrap();
+    let mut initdb = as_cluster_user(location.as_root, &find_bindir().unwrap().join("initdb"));
+    initdb
+        .arg("-D")
+        .arg(&dir)
+        .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C"]);
+    run(initdb, "initdb").unwrap();
+    let hba = || std::fs::read_to_string(dir.join("pg_hba.conf")).unwrap();
+    let methods = |hba: String| -> Vec<String> {
+        hba.lines()
+            .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+            .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
+            .collect()
+    };
+    assert!(methods(hba()).contains(&"trust".to_owned()));
+
+    let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+    let methods_now = methods(hba());
+    assert!(
+        !methods_now.is_empty() && methods_now.iter().all(|m| m == "scram-sha-256"),
+        "{methods_now:?}"
+    );
+    let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE kept (n int); INSERT INTO kept VALUES (5)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    assert!(PgConnection::connect(&without_password(&pg)).await.is_err());
+    let url = pg.url("postgres");
+    pg.stop().await.unwrap();
+
+    // The password is kept: the next start's URL is the same.
+    let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+    assert_eq!(pg.url("postgres"), url);
+    pg.stop().await.unwrap();
+
+    // A removed password file: a new password is made and set.
+    std::fs::remove_file(dir.join(password::PASSWORD_FILE)).unwrap();
+    let pg = EmbeddedPostgres::start(&dir).await.unwrap();
+    assert_ne!(pg.url("postgres"), url);
+    let mut conn = PgConnection::connect(&pg.url("postgres")).await.unwrap();
+    let n: i32 = sqlx::query_scalar("SELECT n FROM kept")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 5);
+    conn.close().await.unwrap();
+    assert!(
+        PgConnection::connect(&url).await.is_err(),
+        "the old one is gone"
+    );
+    pg.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

@@ -47,8 +47,8 @@ median() { sort -g | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
 
 echo "## cache hits vs a bare handler (same JWT check, same bytes)"
 export BODY="{\"config\":$QUERY}"
-curl -s "$url" -H "Authorization: Bearer $TOKEN" -d "$BODY" >/dev/null   # fill
-curl -s "$url" -H "Authorization: Bearer $TOKEN" -d "$BODY" >"$work/hit.json"
+curl -s "$url" -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" -d "$BODY" >/dev/null   # fill
+curl -s "$url" -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" -d "$BODY" >"$work/hit.json"
 grep -q '"cached":true' "$work/hit.json" || { echo "bench: the second request was not a hit"; exit 1; }
 "$TARGET"/release/examples/bare_handler 127.0.0.1:18090 "$work/hit.json" &
 pids+=($!)
@@ -95,7 +95,7 @@ without=$(median <"$work/without")
 # again, so the next write is announced and the watch waits out writes in
 # flight.
 export BODY="{\"config\":$QUERY,\"force_refresh\":true}"
-( while :; do curl -s "$url" -H "Authorization: Bearer $TOKEN" -d "$BODY" >/dev/null; sleep 0.05; done ) &
+( while :; do curl -s "$url" -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" -d "$BODY" >/dev/null; sleep 0.05; done ) &
 reader=$!
 : >"$work/polled_with" ; : >"$work/polled_without"
 for _ in $(seq "$REPS"); do

@@ -5,6 +5,7 @@
 //! are checked when present, and the role claim must name one of the three
 //! Postgres roles the migrations create.
 
+use crate::json::StrictValue;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde_json::Value;
 
@@ -148,8 +149,10 @@ impl JwtVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let data = jsonwebtoken::decode::<Value>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
+        // Claims read strictly: a token naming `role` twice must not mean
+        // one thing to its issuer and another to us.
+        let data = jsonwebtoken::decode::<StrictValue>(token, &self.key, &self.validation)
+            .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 ErrorKind::InvalidSignature => AuthError::InvalidToken("bad signature"),
@@ -157,10 +160,19 @@ impl JwtVerifier {
                     AuthError::InvalidToken("algorithm must be HS256")
                 }
                 ErrorKind::MissingRequiredClaim(_) => AuthError::InvalidToken("missing exp claim"),
+                ErrorKind::Json(e) if e.to_string().contains("duplicate key") => {
+                    AuthError::InvalidToken("a claim appears twice")
+                }
                 _ => AuthError::InvalidToken("not a well-formed HS256 JWT"),
-            },
-        )?;
-        let claims = data.claims;
+            })?;
+        // RFC 7515 4.1.11: extensions listed as critical must be
+        // understood, and we understand none.
+        if data.header.crit.is_some() {
+            return Err(AuthError::InvalidToken(
+                "the header lists critical extensions (crit), which this service does not support",
+            ));
+        }
+        let claims = data.claims.0;
         if !claims.is_object() {
             return Err(AuthError::InvalidToken("claims are not a JSON object"));
         }
@@ -303,6 +315,49 @@ mod tests {
                       eyJyb2xlIjoic2VydmljZV9yb2xlIiwiZXhwIjo0MTAyNDQ0ODAwfQ.";
         let err = verifier().verify(forged).unwrap_err();
         assert!(matches!(err, AuthError::InvalidToken(_)), "{err:?}");
+    }
+
+    /// A token signed with our secret, its parts written by hand.
+    fn raw_token(header: &str, claims: &str) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let message = format!("{}.{}", b64.encode(header), b64.encode(claims));
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256).unwrap();
+        format!("{message}.{signature}")
+    }
+
+    #[test]
+    fn a_claim_named_twice_is_refused_not_read_as_its_last_value() {
+        let exp = now() + 60;
+        let good = raw_token(
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            &format!(r#"{{"role":"anon","exp":{exp}}}"#),
+        );
+        assert_eq!(verifier().verify(&good).unwrap().role, Role::Anon);
+        let twice = raw_token(
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            &format!(r#"{{"role":"anon","exp":{exp},"role":"service_role"}}"#),
+        );
+        assert_eq!(
+            verifier().verify(&twice).unwrap_err(),
+            AuthError::InvalidToken("a claim appears twice")
+        );
+    }
+
+    #[test]
+    fn a_header_with_critical_extensions_is_refused() {
+        let exp = now() + 60;
+        let crit = raw_token(
+            r#"{"alg":"HS256","typ":"JWT","crit":["exp-v2"],"exp-v2":true}"#,
+            &format!(r#"{{"role":"anon","exp":{exp}}}"#),
+        );
+        let err = verifier().verify(&crit).unwrap_err();
+        assert!(
+            matches!(err, AuthError::InvalidToken(m) if m.contains("crit")),
+            "{err:?}"
+        );
     }
 
     #[test]

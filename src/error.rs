@@ -26,6 +26,12 @@ pub enum ApiError {
     InvalidBody { message: String },
     #[error("request body is larger than {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },
+    /// The body did not arrive in time.
+    #[error("the request body did not arrive within {timeout_secs} s")]
+    BodyTimeout { timeout_secs: u64 },
+    /// A JSON endpoint was sent something else.
+    #[error("Content-Type {media_type:?} is not JSON: send application/json")]
+    UnsupportedMediaType { media_type: String },
     /// A saved widget whose stored configuration does not parse.
     #[error("the saved widget's {field} is invalid: {message}")]
     InvalidSavedWidget { field: String, message: String },
@@ -75,6 +81,7 @@ pub struct ErrorBody {
 #[schema(rename_all = "snake_case")]
 pub enum ErrorCode {
     AggregationNotAllowed,
+    BodyTimeout,
     ColumnNotAllowed,
     Conflict,
     ConflictingFields,
@@ -122,6 +129,7 @@ pub enum ErrorCode {
     UnknownColumn,
     UnknownRole,
     UnknownTable,
+    UnsupportedMediaType,
 }
 
 impl ApiError {
@@ -133,6 +141,8 @@ impl ApiError {
             | ApiError::InvalidBody { .. }
             | ApiError::InvalidSavedWidget { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::NotSingle { .. } => StatusCode::NOT_ACCEPTABLE,
@@ -161,6 +171,8 @@ impl ApiError {
             ApiError::Plan(e) => e.code(),
             ApiError::InvalidBody { .. } => "invalid_body",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::BodyTimeout { .. } => "body_timeout",
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::InvalidSavedWidget { .. } => "invalid_saved_widget",
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotFound { .. } => "not_found",

@@ -33,6 +33,7 @@ pub mod embedded;
 pub mod error;
 pub mod exec;
 pub mod http;
+pub mod json;
 pub mod pipeline;
 pub mod plan;
 pub mod rate_limit;

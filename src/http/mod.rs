@@ -2,6 +2,7 @@
 //! OpenAPI document. No SQL here; handlers hand typed requests to
 //! [`crate::pipeline`].
 
+mod body;
 mod caller;
 mod cors;
 mod docs;

@@ -17,7 +17,7 @@ use crate::schema::Table;
 use crate::sql::{self, TooManyParameters};
 use crate::widgets;
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -70,7 +70,7 @@ pub async fn write(
     let body = if method == Method::DELETE {
         Value::Null
     } else {
-        json_body(body).await?
+        super::body::parse(&super::body::read(&headers, body, BODY_LIMIT_BYTES).await?)?
     };
     let deadline = Deadline::for_request(app.config.query_timeout);
     let one_row = wants_object(&headers);
@@ -285,15 +285,4 @@ fn wants_object(headers: &HeaderMap) -> bool {
 
 fn parse<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, ApiError> {
     Ok(serde_json::from_str(json).map_err(exec::ExecError::from)?)
-}
-
-async fn json_body(body: Body) -> Result<Value, ApiError> {
-    let bytes: Bytes = axum::body::to_bytes(body, BODY_LIMIT_BYTES)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge {
-            limit_bytes: BODY_LIMIT_BYTES,
-        })?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidBody {
-        message: format!("invalid request body: {e}"),
-    })
 }

@@ -11,7 +11,7 @@ use crate::plan::{self, DataSource, Filter};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -102,6 +102,7 @@ impl WidgetDataResponse<'_> {
         (status = 403, description = "The token's role, or the role's privileges, forbid it", body = ErrorBody),
         (status = 404, description = "Widget not found or not visible", body = ErrorBody),
         (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (`Content-Type`)", body = ErrorBody),
         (status = 429, description = "Over the caller's rate limit (`rate_limited`) or its concurrent queries (`too_many_queries`); see `Retry-After`", body = ErrorBody),
         (status = 503, description = "Database unavailable and nothing cached", body = ErrorBody),
         (status = 504, description = "Query timed out", body = ErrorBody),
@@ -114,7 +115,7 @@ pub async fn query_widget_data(
     body: Body,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let bytes = read_body(&headers, body).await?;
+    let bytes = super::body::read(&headers, body, BODY_LIMIT_BYTES).await?;
     let deadline = Deadline::for_request(app.config.query_timeout);
     let schema = app.schema();
     // A body seen before skips parsing and planning.
@@ -128,7 +129,7 @@ pub async fn query_widget_data(
             force_refresh,
         },
         None => {
-            let request: serde_json::Value = parse_json(&bytes)?;
+            let request: serde_json::Value = super::body::parse(&bytes)?;
             if request.get("action").is_some() {
                 return action(&app, &principal, request, deadline).await;
             }
@@ -345,35 +346,6 @@ async fn action(
         .next()
         .ok_or(ApiError::NotFound { what: "widget" })?;
     Ok((status, Json(WidgetActionResponse { data: row })).into_response())
-}
-
-/// Reads at most `BODY_LIMIT_BYTES`.
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let too_large = ApiError::PayloadTooLarge {
-        limit_bytes: BODY_LIMIT_BYTES,
-    };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > BODY_LIMIT_BYTES) {
-        return Err(too_large);
-    }
-    let bytes = axum::body::to_bytes(body, BODY_LIMIT_BYTES)
-        .await
-        .map_err(|_| too_large)?;
-    if bytes.is_empty() {
-        return Err(ApiError::InvalidBody {
-            message: "the request body is empty; send a JSON object".into(),
-        });
-    }
-    Ok(bytes)
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidBody {
-        message: format!("invalid request body: {e}"),
-    })
 }
 
 /// Cache statistics (service_role only).

@@ -134,6 +134,11 @@ pub async fn load(pool: &PgPool, schemas: &[String]) -> Result<SchemaCache, sqlx
 /// GRANT, REVOKE, policy or RLS change, so no entry outlives the
 /// permissions it was computed under.
 const PERMISSIONS: &str = r#"
+WITH RECURSIVE request_roles(oid) AS (
+  SELECT oid FROM pg_roles WHERE rolname IN ('anon', 'authenticated', 'service_role')
+  UNION
+  SELECT m.roleid FROM pg_auth_members m JOIN request_roles r ON r.oid = m.member
+)
 SELECT md5(coalesce(string_agg(x, E'\n' ORDER BY x), '')) FROM (
   SELECT format('schema %s %s', n.oid, n.nspacl) AS x
   FROM pg_namespace n
@@ -155,9 +160,13 @@ SELECT md5(coalesce(string_agg(x, E'\n' ORDER BY x), '')) FROM (
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
   WHERE n.nspname = 'auth'
   UNION ALL
-  SELECT format('member %s %s', m.roleid, m.member) FROM pg_auth_members m
+  -- The roles requests run as, and every role they are members of,
+  -- however indirectly (other roles of the cluster change nothing here).
+  SELECT format('member %s %s', m.roleid, m.member)
+  FROM pg_auth_members m JOIN request_roles r ON r.oid = m.member
   UNION ALL
-  SELECT format('role %s %s %s', r.oid, r.rolsuper, r.rolbypassrls) FROM pg_roles r
+  SELECT format('role %s %s %s %s', r.oid, r.rolsuper, r.rolbypassrls, r.rolinherit)
+  FROM pg_roles r JOIN request_roles q ON q.oid = r.oid
 ) s
 "#;
 

@@ -183,3 +183,81 @@ async fn a_browser_lifetime_is_opt_in_and_never_outlasts_the_entry() {
         .unwrap();
     assert!((119..=120).contains(&max_age), "{cache_control}");
 }
+
+/// Sends `body` as it is, with the given content type.
+async fn raw(t: &TestApp, path: &str, content_type: &str, body: &str) -> Reply {
+    use tower::ServiceExt;
+    let req = axum::http::Request::post(path)
+        .header("authorization", format!("Bearer {}", user(DEMO_USER)))
+        .header("content-type", content_type)
+        .body(axum::body::Body::from(body.to_owned()))
+        .unwrap();
+    let resp = t.router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    Reply {
+        status,
+        headers,
+        body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+#[tokio::test]
+async fn bodies_must_be_json_and_name_each_key_once() {
+    let t = test_app().await;
+    let query = r#"{"config": {"table": "servers"}}"#;
+    for path in ["/functions/v1/widget-data", "/rest/v1/dashboards"] {
+        let form = raw(&t, path, "application/x-www-form-urlencoded", query).await;
+        assert_eq!(
+            form.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{path}: {}",
+            form.body
+        );
+        assert_eq!(form.body["code"], "unsupported_media_type");
+    }
+    assert_eq!(
+        raw(
+            &t,
+            "/functions/v1/widget-data",
+            "application/json; charset=utf-8",
+            query
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    // A key named twice is refused, not read as its last value.
+    let twice = raw(
+        &t,
+        "/functions/v1/widget-data",
+        "application/json",
+        r#"{"config": {"table": "servers", "table": "servers"}}"#,
+    )
+    .await;
+    assert_eq!(twice.status, StatusCode::BAD_REQUEST, "{}", twice.body);
+    assert_eq!(twice.body["code"], "invalid_body");
+    assert!(
+        twice.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate key \"table\"")
+    );
+    let rest = raw(
+        &t,
+        "/rest/v1/dashboards",
+        "application/json",
+        r#"{"name": "mine", "name": "yours"}"#,
+    )
+    .await;
+    assert_eq!(rest.status, StatusCode::BAD_REQUEST, "{}", rest.body);
+    assert!(
+        rest.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate key \"name\"")
+    );
+}

@@ -46,6 +46,9 @@ pub enum ApiError {
     NotSingle { rows: usize },
     #[error("no route for {method} {path}")]
     NoRoute { method: String, path: String },
+    /// A `Range` header that names no rows PostgreSQL could give.
+    #[error("{message}")]
+    RangeNotSatisfiable { message: String },
     /// Over the caller's requests per second (`RATE_LIMIT_PER_SEC`).
     #[error("too many requests: try again in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
@@ -115,6 +118,7 @@ pub enum ErrorCode {
     PermissionDenied,
     QueryTimeout,
     QuotaExceeded,
+    RangeNotSatisfiable,
     RateLimited,
     RejectedByDatabase,
     TokenExpired,
@@ -147,6 +151,7 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::NotSingle { .. } => StatusCode::NOT_ACCEPTABLE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::TooManyRows { .. } | ApiError::TooManyParameters { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -179,6 +184,7 @@ impl ApiError {
             ApiError::NoRoute { .. } => "no_route",
             ApiError::NotSingle { .. } => "PGRST116",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::TooManyRows { .. } => "too_many_rows",
             ApiError::TooManyParameters { .. } => "too_many_parameters",
             ApiError::QuotaExceeded { .. } => "quota_exceeded",

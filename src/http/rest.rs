@@ -39,7 +39,13 @@ pub async fn read(
 ) -> Result<Response, ApiError> {
     let deadline = Deadline::for_request(app.config.query_timeout);
     let table = table(&app, &name)?;
-    let range = headers.get("range").and_then(|v| v.to_str().ok());
+    let range = match headers.get("range") {
+        None => None,
+        Some(header) => Some(
+            rest::range(header.to_str().unwrap_or_default())
+                .map_err(|message| ApiError::RangeNotSatisfiable { message })?,
+        ),
+    };
     let read = rest::read(&table, &params, range)?;
     let (sql, values) = sql::rest::read(&table, &read);
     let rows = app

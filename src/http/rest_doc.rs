@@ -14,9 +14,12 @@ use uuid::Uuid;
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReadParams {
-    /// At most 1000 rows.
-    limit: Option<u32>,
-    offset: Option<u32>,
+    /// Rows to return; larger values are clamped to 1000.
+    #[param(maximum = 9223372036854775807_u64)]
+    limit: Option<u64>,
+    /// Rows to skip.
+    #[param(maximum = 9223372036854775807_u64)]
+    offset: Option<u64>,
 }
 
 /// Parameters of writes: the columns of the representation returned.
@@ -427,7 +430,7 @@ macro_rules! table {
             #[utoipa::path(get, path = $path, tag = "rest",
                 operation_id = concat!("list_", stringify!($module)),
                 params(ReadParams, $sort, $filters,
-                    ("Range" = Option<String>, Header, description = "`<from>-<to>`, rows counted from 0")),
+                    ("Range" = Option<String>, Header, description = "`<from>-<to>` (or `<from>-`), rows counted from 0; one no rows could satisfy is a 416")),
                 security(("bearer" = [])),
                 responses(
                     (status = 200, description = "The rows", body = Vec<$row>,
@@ -435,7 +438,8 @@ macro_rules! table {
                     (status = 400, description = "A parameter is invalid; `details.field` names it", body = ErrorBody),
                     (status = 401, description = "Missing or invalid token", body = ErrorBody),
                     (status = 403, description = "The role may not read the table", body = ErrorBody),
-                    (status = 406, description = "An object was asked for and the result is not one row", body = ErrorBody),
+                    (status = 406, description = "An object was asked for and the result is not one row (`PGRST116`)", body = ErrorBody),
+                    (status = 416, description = "The `Range` header names no rows that could be given (`range_not_satisfiable`)", body = ErrorBody),
                     (status = 429, description = "Over the caller's rate limit (`rate_limited`) or its concurrent queries (`too_many_queries`); see `Retry-After`", body = ErrorBody),
                     (status = 503, description = "Database unavailable; see `Retry-After`", body = ErrorBody),
                     (status = 504, description = "Query timed out", body = ErrorBody),
@@ -476,6 +480,7 @@ macro_rules! table {
                     (status = 400, description = "No filter, an invalid body, or a value the table refuses", body = ErrorBody),
                     (status = 401, description = "Missing or invalid token", body = ErrorBody),
                     (status = 403, description = "Not the caller's to write", body = ErrorBody),
+                    (status = 406, description = "`.single()` asked for one row and the change matched another number: rolled back (`PGRST116`)", body = ErrorBody),
                     (status = 409, description = "A row with this key exists", body = ErrorBody),
                     (status = 413, description = "Body larger than 1 MiB, or more values than one statement takes (`too_many_parameters`)", body = ErrorBody),
                     (status = 415, description = "The body is not JSON (`Content-Type`)", body = ErrorBody),
@@ -497,6 +502,7 @@ macro_rules! table {
                     (status = 400, description = "No filter, or an invalid one", body = ErrorBody),
                     (status = 401, description = "Missing or invalid token", body = ErrorBody),
                     (status = 403, description = "Not the caller's to delete", body = ErrorBody),
+                    (status = 406, description = "`.single()` asked for one row and the delete matched another number: rolled back (`PGRST116`)", body = ErrorBody),
                     (status = 429, description = "Over the caller's rate limit (`rate_limited`) or its concurrent queries (`too_many_queries`); see `Retry-After`", body = ErrorBody),
                     (status = 503, description = "Database unavailable; see `Retry-After`", body = ErrorBody),
                     (status = 504, description = "Query timed out", body = ErrorBody),

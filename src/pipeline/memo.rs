@@ -71,6 +71,7 @@ mod tests {
                 name: "a".into(),
                 pg_type: "int4".into(),
                 kind: ColumnKind::Integer,
+                nullable: true,
             }],
         };
         Arc::new(SchemaCache::new(vec!["public".into()], [t]))

@@ -12,6 +12,7 @@ fn col(name: &str, pg_type: &str) -> Column {
         name: name.into(),
         pg_type: pg_type.into(),
         kind: ColumnKind::from_pg_type(pg_type),
+        nullable: true,
     }
 }
 

@@ -151,6 +151,7 @@ mod tests {
             name: "c".into(),
             pg_type: pg_type.into(),
             kind,
+            nullable: true,
         }
     }
 

@@ -121,8 +121,16 @@ fn all_columns(table: &Table) -> Vec<String> {
 
 /// Every `col=op.value` parameter, ANDed; `None` when there are none.
 pub fn filter(table: &Table, params: &[(String, String)]) -> Result<Option<Cond>, PlanError> {
+    Ok(filters(table, params)?.0)
+}
+
+/// The filters ANDed, and whether any of them can leave a row out: a
+/// filter true of every row (`not.is.null` on a NOT NULL column, a like
+/// pattern of only `*`) narrows nothing.
+fn filters(table: &Table, params: &[(String, String)]) -> Result<(Option<Cond>, bool), PlanError> {
     let mut planner = FilterPlanner::new(table);
     let mut all = Vec::new();
+    let mut narrows = false;
     for (key, raw) in params {
         if RESERVED.contains(&key.as_str()) {
             continue;
@@ -138,6 +146,13 @@ pub fn filter(table: &Table, params: &[(String, String)]) -> Result<Option<Cond>
         let (op, value) = rest
             .split_once('.')
             .ok_or_else(|| invalid(&field, format!("{raw:?}: expected <operator>.<value>")))?;
+        narrows |= match (negated, op, value) {
+            (true, "is", "null") => column.nullable,
+            (false, "like" | "ilike", pattern) => {
+                column.nullable || pattern.chars().any(|c| c != '*' && c != '%')
+            }
+            _ => true,
+        };
         let json = match (negated, op, value) {
             (false, "is", "null") => serde_json::json!({"column": key, "op": "is_null"}),
             (true, "is", "null") => serde_json::json!({"column": key, "op": "not_null"}),
@@ -170,11 +185,12 @@ pub fn filter(table: &Table, params: &[(String, String)]) -> Result<Option<Cond>
         };
         all.push(planner.filter(&json, &field)?);
     }
-    Ok(match all.len() {
+    let cond = match all.len() {
         0 => None,
         1 => all.pop(),
         _ => Some(Cond::All(all)),
-    })
+    };
+    Ok((cond, narrows))
 }
 
 /// A value from a URL, as the JSON the planner types per column.
@@ -235,11 +251,44 @@ fn number_param(params: &[(String, String)], name: &str) -> Result<Option<u64>, 
         .transpose()
 }
 
+/// The rows a `Range: <from>-<to>` header asks for (`to` may be left out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub offset: u64,
+    pub limit: Option<u64>,
+}
+
+/// Parses a `Range` header; the error says why it cannot be satisfied.
+pub fn range(header: &str) -> Result<Range, String> {
+    let bound = |text: &str| {
+        text.parse::<u64>()
+            .ok()
+            .filter(|n| *n <= MAX_COUNT)
+            .ok_or_else(|| format!("{header:?}: bounds are whole numbers up to {MAX_COUNT}"))
+    };
+    let (from, to) = header
+        .trim()
+        .split_once('-')
+        .ok_or_else(|| format!("{header:?}: expected <from>-<to>"))?;
+    let offset = bound(from)?;
+    let limit = match to {
+        "" => None,
+        to => {
+            let to = bound(to)?;
+            if to < offset {
+                return Err(format!("{header:?}: the range ends before it starts"));
+            }
+            Some(to - offset + 1)
+        }
+    };
+    Ok(Range { offset, limit })
+}
+
 /// A read: `select`, filters, `order`, `limit`/`offset` or `Range`.
 pub fn read(
     table: &Table,
     params: &[(String, String)],
-    range: Option<&str>,
+    range: Option<Range>,
 ) -> Result<Read, PlanError> {
     let mut order = Vec::new();
     if let Some((_, list)) = params.iter().find(|(k, _)| k == "order") {
@@ -268,22 +317,8 @@ pub fn read(
             order.push(o);
         }
     }
-    let (mut offset, mut limit) = (0, None);
     // `Range: 0-9` is rows 0 to 9; the parameters win over it.
-    if let Some(range) = range {
-        let (from, to) = range
-            .trim()
-            .split_once('-')
-            .ok_or_else(|| invalid("header.range", format!("{range:?}: expected <from>-<to>")))?;
-        offset = count(from, "header.range")?;
-        if !to.is_empty() {
-            let to = count(to, "header.range")?;
-            if to < offset {
-                return Err(invalid("header.range", "the range ends before it starts"));
-            }
-            limit = Some(to - offset + 1);
-        }
-    }
+    let (mut offset, mut limit) = range.map_or((0, None), |r| (r.offset, r.limit));
     if let Some(n) = number_param(params, "offset")? {
         offset = n;
     }
@@ -305,6 +340,44 @@ fn settable<'a>(table: &Table, key: &'a str, field: String) -> Result<&'a str, P
         return Err(unknown_column(table, key, field));
     }
     Ok(key)
+}
+
+/// A body's value for `column`, checked against its type and nullability
+/// before anything reaches the database (even a write that would match
+/// no row must not take a value the table never would).
+fn check_value(table: &Table, column: &str, value: &Value, field: &str) -> Result<(), PlanError> {
+    let Some(col) = table.column(column) else {
+        return Err(unknown_column(table, column, field.to_owned()));
+    };
+    let mismatch = |expected: &str| {
+        Err(PlanError::new(
+            field,
+            PlanErrorKind::TypeMismatch(format!(
+                "column {column} is {}: expected {expected}, got {value}",
+                col.pg_type
+            )),
+        ))
+    };
+    let numeric = |text: &str| text.trim().parse::<f64>().is_ok_and(f64::is_finite);
+    match (col.kind, value) {
+        (_, Value::Null) if col.nullable => Ok(()),
+        (_, Value::Null) => mismatch("a value (it may not be null)"),
+        (ColumnKind::Json, _) => Ok(()),
+        (ColumnKind::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(()),
+        (ColumnKind::Integer, Value::String(s)) if s.trim().parse::<i64>().is_ok() => Ok(()),
+        (ColumnKind::Integer, _) => mismatch("an integer"),
+        (ColumnKind::Float | ColumnKind::Numeric, Value::Number(_)) => Ok(()),
+        (ColumnKind::Float | ColumnKind::Numeric, Value::String(s)) if numeric(s) => Ok(()),
+        (ColumnKind::Float | ColumnKind::Numeric, _) => mismatch("a number"),
+        (ColumnKind::Boolean, Value::Bool(_)) => Ok(()),
+        (ColumnKind::Boolean, _) => mismatch("true or false"),
+        (ColumnKind::Uuid, Value::String(s)) if uuid::Uuid::parse_str(s).is_ok() => Ok(()),
+        (ColumnKind::Uuid, _) => mismatch("a uuid string"),
+        // Text, timestamps and dates: a string (PostgreSQL checks a
+        // timestamp's format and says which value is wrong).
+        (_, Value::String(_)) => Ok(()),
+        _ => mismatch("a string"),
+    }
 }
 
 /// An insert: one object or an array of them; `columns` (supabase-js sends
@@ -349,6 +422,13 @@ pub fn insert(
     if columns.is_empty() {
         return Err(invalid("body", "no columns to insert"));
     }
+    for (i, o) in objects.iter().enumerate() {
+        for column in &columns {
+            if let Some(value) = o.get(column) {
+                check_value(table, column, value, &format!("body[{i}].{column}"))?;
+            }
+        }
+    }
     let rows = objects
         .iter()
         .map(|o| columns.iter().map(|c| o.get(c).cloned()).collect())
@@ -372,6 +452,7 @@ pub fn update(
     let mut set = Vec::new();
     for (key, value) in object {
         settable(table, key, format!("body.{key}"))?;
+        check_value(table, key, value, &format!("body.{key}"))?;
         set.push((key.clone(), value.clone()));
     }
     if set.is_empty() {
@@ -392,14 +473,16 @@ pub fn delete(table: &Table, params: &[(String, String)]) -> Result<Delete, Plan
 }
 
 /// PATCH and DELETE without a filter would touch every row the caller may
-/// see: refused, as PostgREST can be configured to.
+/// see: refused, as PostgREST can be configured to, and so are filters
+/// that leave no row out (`?id=not.is.null`).
 fn required_filter(table: &Table, params: &[(String, String)]) -> Result<Cond, PlanError> {
-    filter(table, params)?.ok_or_else(|| {
-        invalid(
+    match filters(table, params)? {
+        (Some(cond), true) => Ok(cond),
+        _ => Err(invalid(
             "query",
-            "a filter is required (e.g. ?id=eq.<id>); refusing to change every row",
-        )
-    })
+            "a filter that selects rows is required (e.g. ?id=eq.<id>); refusing to change every row",
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ fn widgets() -> Table {
         name: name.into(),
         pg_type: pg_type.into(),
         kind: ColumnKind::from_pg_type(pg_type),
+        nullable: !matches!(name, "id" | "dashboard_id" | "title"),
     };
     Table {
         schema: "app".into(),
@@ -62,10 +63,25 @@ fn in_lists_is_null_and_range_headers() {
     let r = read(
         &t,
         &params(r#"title=in.(a,"b,c")&refresh_interval=is.null"#),
-        Some("0-9"),
+        Some(range("0-9").unwrap()),
     )
     .unwrap();
     assert_eq!((r.limit, r.offset), (10, 0));
+    assert_eq!(
+        range("5-").unwrap(),
+        Range {
+            offset: 5,
+            limit: None
+        }
+    );
+    for unsatisfiable in [
+        "9-0",
+        "x-1",
+        "0-18446744073709551615",
+        "9223372036854775808-",
+    ] {
+        assert!(range(unsatisfiable).is_err(), "{unsatisfiable}");
+    }
     let (sql, _) = sql::rest::read(&t, &r);
     assert!(
         sql.contains(r#"WHERE "title" IN ($1, $2) AND "refresh_interval" IS NULL"#),

@@ -21,6 +21,7 @@ SELECT n.nspname::text AS schema,
        c.relkind = 'r' AND EXISTS (SELECT 1 FROM pg_trigger g
                WHERE g.tgrelid = c.oid AND g.tgname = 'widget_data_changed') AS tracked,
        a.attname::text AS column,
+       NOT a.attnotnull AS nullable,
        CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END::text AS typname
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -33,6 +34,19 @@ WHERE n.nspname = ANY($1)
   AND c.relname <> '_sqlx_migrations'
 ORDER BY n.nspname, c.relname, a.attnum
 "#;
+
+/// One row of [`QUERY`]: a column of a relation.
+#[derive(sqlx::FromRow)]
+struct ColumnRow {
+    schema: String,
+    name: String,
+    relkind: String,
+    rls: bool,
+    tracked: bool,
+    column: String,
+    nullable: bool,
+    typname: String,
+}
 
 /// Every view of the exposed schemas with the relations it reads, through
 /// nested views: its rewrite rule's dependencies (`pg_depend`).
@@ -72,10 +86,19 @@ pub async fn track_changes(pool: &PgPool, schemas: &[String]) -> Result<i32, sql
 }
 
 pub async fn load(pool: &PgPool, schemas: &[String]) -> Result<SchemaCache, sqlx::Error> {
-    let rows: Vec<(String, String, String, bool, bool, String, String)> =
-        sqlx::query_as(QUERY).bind(schemas).fetch_all(pool).await?;
+    let rows: Vec<ColumnRow> = sqlx::query_as(QUERY).bind(schemas).fetch_all(pool).await?;
     let mut tables: HashMap<(String, String), Table> = HashMap::new();
-    for (schema, name, relkind, rls, tracked, column, typname) in rows {
+    for ColumnRow {
+        schema,
+        name,
+        relkind,
+        rls,
+        tracked,
+        column,
+        nullable,
+        typname,
+    } in rows
+    {
         let table = tables
             .entry((schema.clone(), name.clone()))
             .or_insert_with(|| {
@@ -101,6 +124,7 @@ pub async fn load(pool: &PgPool, schemas: &[String]) -> Result<SchemaCache, sqlx
             name: column,
             kind: ColumnKind::from_pg_type(&typname),
             pg_type: typname,
+            nullable,
         });
     }
     let bases: Vec<(String, String, String, String, bool)> = sqlx::query_as(VIEW_BASES)

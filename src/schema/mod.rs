@@ -66,6 +66,8 @@ pub struct Column {
     /// `pg_type.typname`, e.g. `int4`, `timestamptz`.
     pub pg_type: String,
     pub kind: ColumnKind,
+    /// May hold NULL (no NOT NULL constraint).
+    pub nullable: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

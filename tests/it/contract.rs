@@ -261,3 +261,83 @@ async fn bodies_must_be_json_and_name_each_key_once() {
             .contains("duplicate key \"name\"")
     );
 }
+
+#[tokio::test]
+async fn a_change_needs_a_filter_that_can_leave_rows_out() {
+    let t = test_app().await;
+    let token = user(DEMO_USER);
+    for path in [
+        "/rest/v1/dashboards?id=not.is.null",
+        "/rest/v1/dashboards?name=like.*",
+        "/rest/v1/dashboards?name=like.**&id=not.is.null",
+    ] {
+        let r = t.request(Method::DELETE, path, Some(&token), None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.body);
+        assert_eq!(r.body["details"]["field"], "query");
+    }
+    let dashboards: i64 = sqlx::query_scalar("SELECT count(*) FROM app.dashboards")
+        .fetch_one(&t.pool)
+        .await
+        .unwrap();
+    assert_eq!(dashboards, 1, "nothing deleted");
+    // `description` may be null, so not.is.null does leave rows out.
+    let r = t
+        .request(
+            Method::DELETE,
+            "/rest/v1/dashboards?description=not.is.null&name=eq.none",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_write_body_is_checked_against_the_columns_before_the_database() {
+    let t = test_app().await;
+    let token = service();
+    // No row matches, yet a value the column could never take is a 400.
+    for (body, field) in [
+        (json!({"name": {}}), "body.name"),
+        (json!({"name": null}), "body.name"),
+        (json!({"owner_id": "not-a-uuid"}), "body.owner_id"),
+    ] {
+        let r = t
+            .request(
+                Method::PATCH,
+                "/rest/v1/dashboards?name=eq.nothing-matches",
+                Some(&token),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+        assert_eq!(r.body["code"], "type_mismatch");
+        assert_eq!(r.body["details"]["field"], field);
+    }
+    let r = t
+        .request(
+            Method::POST,
+            "/rest/v1/dashboard_widgets",
+            Some(&token),
+            Some(json!([{"refresh_interval": "soon"}])),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.body["details"]["field"], "body[0].refresh_interval");
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("refresh_interval is int4")
+    );
+    // Values of the right type still pass (and JSON columns take anything).
+    let ok = t
+        .request(
+            Method::PATCH,
+            "/rest/v1/dashboards?name=eq.nothing-matches",
+            Some(&token),
+            Some(json!({"name": "x", "description": null})),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.body);
+}

@@ -64,6 +64,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(pg) = &embedded {
         tasks.push(tokio::spawn(report_cluster(pg.state(), app.clone())));
     }
+    // Serve once changes are heard, so the first answers are cached too;
+    // a listener that cannot start only costs caching, not service.
+    let heard = async {
+        while !app.cache.versions.listening() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(10), heard)
+        .await
+        .is_err()
+    {
+        tracing::warn!("not hearing data changes yet; answers are not cached until it does");
+    }
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("listening on {}", config.listen_addr))?;

@@ -44,6 +44,15 @@ impl Versions {
         inner.tables.clear();
     }
 
+    /// Whether changes are being heard (and so answers may be cached).
+    pub fn listening(&self) -> bool {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .base
+            .is_some()
+    }
+
     /// Listening stopped: until it resumes, nothing is cached.
     pub fn suspend(&self) {
         self.inner.write().unwrap_or_else(|e| e.into_inner()).base = None;

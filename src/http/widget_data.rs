@@ -278,7 +278,7 @@ pub enum WidgetDataOk<'a> {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct WidgetActionResponse {
     /// The widget row created, updated or deleted.
-    #[schema(value_type = Object)]
+    #[schema(value_type = super::rest_doc::DashboardWidget)]
     data: serde_json::Value,
 }
 

@@ -76,6 +76,22 @@ async function run(service: Service): Promise<void> {
   assert.ok(widget?.id);
   assert.equal(widget.title, 'CPU by region');
 
+  // The action form answers the widget row, typed: `data.data.id` needs no cast.
+  const acted = await client.POST('/functions/v1/widget-data', {
+    body: {
+      action: 'create_widget',
+      widget: { dashboard_id: boardId, widget_type: 'metric', data_source: { table: 'servers' } },
+    },
+  });
+  assert.equal(acted.response.status, 201);
+  assert.ok(acted.data && !('cached' in acted.data), 'an action answer, not rows');
+  const actedId: string | undefined = acted.data.data.id;
+  assert.ok(actedId);
+  const removed = await client.POST('/functions/v1/widget-data', {
+    body: { action: 'delete_widget', widget: { id: actedId } },
+  });
+  assert.equal(removed.response.status, 200);
+
   // List it.
   const listed = await client.GET('/rest/v1/dashboard_widgets', {
     params: { query: { dashboard_id: `eq.${boardId}`, order: 'created_at.desc' } },

@@ -13,7 +13,7 @@ use crate::deadline::Deadline;
 use crate::error::ApiError;
 use crate::exec;
 use crate::rest;
-use crate::schema::Table;
+use crate::schema::{Privilege, Table};
 use crate::sql::{self, TooManyParameters};
 use crate::widgets;
 use axum::Json;
@@ -39,6 +39,7 @@ pub async fn read(
 ) -> Result<Response, ApiError> {
     let deadline = Deadline::for_request(app.config.query_timeout);
     let table = table(&app, &name)?;
+    allowed(&table, &principal, Privilege::Select)?;
     let range = match headers.get("range") {
         None => None,
         Some(header) => Some(
@@ -121,6 +122,14 @@ pub(super) async fn change(
     deadline: Deadline,
 ) -> Result<(Vec<Value>, Vec<String>), ApiError> {
     let table = table(app, name)?;
+    let privilege = if *method == Method::POST {
+        Privilege::Insert
+    } else if *method == Method::PATCH {
+        Privilege::Update
+    } else {
+        Privilege::Delete
+    };
+    allowed(&table, principal, privilege)?;
     let mut inserted = 0;
     let (sql, values, select) = if method == Method::POST {
         let limit = app.config.rest_max_bulk_rows;
@@ -226,6 +235,17 @@ async fn check_quota(
         return Err(ApiError::QuotaExceeded { what, limit });
     }
     Ok(())
+}
+
+/// Refuses a role without `privilege` on `table` before anything of the
+/// request is looked at: it learns nothing of the table's columns.
+fn allowed(table: &Table, principal: &Principal, privilege: Privilege) -> Result<(), ApiError> {
+    if table.grants.allows(principal.role.as_str(), privilege) {
+        return Ok(());
+    }
+    Err(ApiError::Exec(exec::ExecError::PermissionDenied {
+        message: format!("permission denied for table {}", table.name),
+    }))
 }
 
 /// The served table `name`, from the schema cache.

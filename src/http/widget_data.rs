@@ -139,8 +139,9 @@ pub async fn query_widget_data(
                 })?;
             match (request.config, request.widget_id) {
                 (Some(source), None) => {
-                    let plan =
-                        Arc::new(plan::plan(&source, &request.filters, &schema, &app.limits)?);
+                    let plan = plan::plan(&source, &request.filters, &schema, &app.limits)
+                        .map_err(|e| unless_unreadable(e, &source, &schema, &principal))?;
+                    let plan = Arc::new(plan);
                     let planned = Planned {
                         plan: Arc::clone(&plan),
                         force_refresh: request.force_refresh,
@@ -202,6 +203,29 @@ pub async fn query_widget_data(
         render(&WidgetDataResponse::of(&answer))
     };
     Ok((headers, body).into_response())
+}
+
+/// A data source naming a table the caller's role may not read gets the
+/// permission error it would get from PostgreSQL, not a planner error that
+/// tells which of its columns exist.
+fn unless_unreadable(
+    error: plan::PlanError,
+    source: &DataSource,
+    schema: &crate::schema::SchemaCache,
+    principal: &crate::auth::Principal,
+) -> ApiError {
+    match schema.resolve(&source.table) {
+        Some(table)
+            if !table
+                .grants
+                .allows(principal.role.as_str(), crate::schema::Privilege::Select) =>
+        {
+            ApiError::Exec(crate::exec::ExecError::PermissionDenied {
+                message: format!("permission denied for table {}", table.name),
+            })
+        }
+        _ => ApiError::Plan(error),
+    }
 }
 
 fn render(response: &WidgetDataResponse<'_>) -> Bytes {

@@ -67,6 +67,7 @@ mod tests {
             rls_enabled: false,
             reads: vec![("public".into(), "t".into())],
             change_tracked: true,
+            grants: Default::default(),
             columns: vec![Column {
                 name: "a".into(),
                 pg_type: "int4".into(),

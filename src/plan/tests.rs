@@ -24,6 +24,7 @@ fn schema() -> SchemaCache {
         rls_enabled: false,
         reads: vec![("public".into(), "servers".into())],
         change_tracked: true,
+        grants: Default::default(),
         columns: vec![
             col("id", "int8"),
             col("hostname", "text"),
@@ -49,6 +50,7 @@ fn schema() -> SchemaCache {
         rls_enabled: true,
         reads: vec![("public".into(), "notes".into())],
         change_tracked: true,
+        grants: Default::default(),
         columns: vec![col("id", "int4"), col("body", "text")],
     };
     SchemaCache::new(vec!["public".into()], [servers, notes])

@@ -18,6 +18,7 @@ fn widgets() -> Table {
         rls_enabled: true,
         reads: vec![],
         change_tracked: false,
+        grants: Default::default(),
         columns: vec![
             col("id", "uuid"),
             col("dashboard_id", "uuid"),

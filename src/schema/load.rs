@@ -3,7 +3,7 @@
 //! Takes a pool and the exposed schema names; gives a `SchemaCache`. Reads
 //! catalogs only.
 
-use super::{Column, ColumnKind, RelationKind, SchemaCache, Table};
+use super::{Column, ColumnKind, Grants, RelationKind, SchemaCache, Table};
 use sqlx::PgPool;
 use std::collections::HashMap;
 
@@ -12,6 +12,10 @@ pub const RELOAD_CHANNEL: &str = "widget_data";
 pub const RELOAD_PAYLOAD: &str = "reload schema";
 
 const QUERY: &str = r#"
+WITH request_roles(r) AS (
+  -- those that exist: the privilege functions fail on a role that does not
+  SELECT rolname::text FROM pg_roles WHERE rolname IN ('anon', 'authenticated', 'service_role')
+)
 SELECT n.nspname::text AS schema,
        c.relname::text AS name,
        c.relkind::text AS relkind,
@@ -22,6 +26,10 @@ SELECT n.nspname::text AS schema,
                WHERE g.tgrelid = c.oid AND g.tgname = 'widget_data_changed') AS tracked,
        a.attname::text AS column,
        NOT a.attnotnull AS nullable,
+       ARRAY(SELECT r FROM request_roles WHERE has_any_column_privilege(r, c.oid, 'SELECT')) AS select,
+       ARRAY(SELECT r FROM request_roles WHERE has_any_column_privilege(r, c.oid, 'INSERT')) AS insert,
+       ARRAY(SELECT r FROM request_roles WHERE has_any_column_privilege(r, c.oid, 'UPDATE')) AS update,
+       ARRAY(SELECT r FROM request_roles WHERE has_table_privilege(r, c.oid, 'DELETE')) AS delete,
        CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END::text AS typname
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -45,6 +53,10 @@ struct ColumnRow {
     tracked: bool,
     column: String,
     nullable: bool,
+    select: Vec<String>,
+    insert: Vec<String>,
+    update: Vec<String>,
+    delete: Vec<String>,
     typname: String,
 }
 
@@ -96,6 +108,10 @@ pub async fn load(pool: &PgPool, schemas: &[String]) -> Result<SchemaCache, sqlx
         tracked,
         column,
         nullable,
+        select,
+        insert,
+        update,
+        delete,
         typname,
     } in rows
     {
@@ -118,6 +134,12 @@ pub async fn load(pool: &PgPool, schemas: &[String]) -> Result<SchemaCache, sqlx
                     kind,
                     change_tracked: tracked,
                     columns: Vec::new(),
+                    grants: Grants {
+                        select,
+                        insert,
+                        update,
+                        delete,
+                    },
                 }
             });
         table.columns.push(Column {

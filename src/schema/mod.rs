@@ -96,6 +96,42 @@ pub struct Table {
     pub change_tracked: bool,
     /// In ordinal order.
     pub columns: Vec<Column>,
+    /// What each request role may do with it.
+    pub grants: Grants,
+}
+
+/// The request roles (`anon`, `authenticated`, `service_role`) holding
+/// each privilege on a table (on any of its columns, for those privileges
+/// that columns have): checked before a request's details are looked at,
+/// so a role that may not read a table learns nothing of its columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    pub select: Vec<String>,
+    pub insert: Vec<String>,
+    pub update: Vec<String>,
+    pub delete: Vec<String>,
+}
+
+/// What a request would do with a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Privilege {
+    Select,
+    Insert,
+    Update,
+    Delete,
+}
+
+impl Grants {
+    pub fn allows(&self, role: &str, privilege: Privilege) -> bool {
+        match privilege {
+            Privilege::Select => &self.select,
+            Privilege::Insert => &self.insert,
+            Privilege::Update => &self.update,
+            Privilege::Delete => &self.delete,
+        }
+        .iter()
+        .any(|r| r == role)
+    }
 }
 
 impl Table {

@@ -406,7 +406,8 @@ async fn dashboard_filters_merge_defaults_then_preferences_then_the_request() {
     let offline = json!([{"column": "status", "op": "eq", "value": "Offline"}]);
     let (n, _) = widget_count(&t, &token, &id, offline.clone()).await;
     assert_eq!(n, count(&t, &by("'Offline'")).await);
-    // Another user's preferences are not ours.
+    // Another user may not file preferences on our dashboard (it reads as
+    // no dashboard at all) ...
     let theirs = t
         .request(
             Method::POST,
@@ -415,7 +416,18 @@ async fn dashboard_filters_merge_defaults_then_preferences_then_the_request() {
             Some(json!({"dashboard_id": board, "filter_key": "status", "value": "Offline"})),
         )
         .await;
-    assert_eq!(theirs.status, StatusCode::CREATED, "{}", theirs.body);
+    assert_eq!(theirs.status, StatusCode::FORBIDDEN, "{}", theirs.body);
+    // ... and one that exists anyway (written behind the service's back)
+    // is not ours.
+    sqlx::query(
+        "INSERT INTO app.user_filter_preferences (user_id, dashboard_id, filter_key, value)
+         VALUES ($1::uuid, $2::uuid, 'status', '\"Offline\"')",
+    )
+    .bind(OTHER_USER)
+    .bind(board.as_str())
+    .execute(&t.pool)
+    .await
+    .unwrap();
     let (n, _) = widget_count(&t, &token, &id, json!([])).await;
     assert_eq!(n, count(&t, &by("'Ready', 'Maintenance'")).await);
     // Changing the preference is a miss with the new answer.

@@ -201,6 +201,45 @@ pub fn merge_filters(layers: &[(String, serde_json::Value)], request: &[Filter])
         .collect()
 }
 
+/// Checks a write's body before anything reaches the database: a
+/// `data_source` given must compile (with the `filters` given beside it),
+/// and `filters` must be filters, even when the write will match no row.
+/// (What the write saved is checked again by [`check_saved`], with the
+/// columns the body did not give.)
+pub fn check_body(app: &App, table: &str, body: &serde_json::Value) -> Result<(), ApiError> {
+    use serde_json::Value;
+    if !matches!(table, "dashboard_widgets" | "widget_data_sources") {
+        return Ok(());
+    }
+    let objects: Vec<&serde_json::Map<String, Value>> = match body {
+        Value::Object(o) => vec![o],
+        Value::Array(items) => items.iter().filter_map(Value::as_object).collect(),
+        _ => return Ok(()),
+    };
+    let many = objects.len() > 1;
+    for (i, object) in objects.iter().enumerate() {
+        let root = |field: &str| {
+            if many {
+                format!("body[{i}].{field}")
+            } else {
+                field.to_owned()
+            }
+        };
+        let filters = object.get("filters").unwrap_or(&Value::Null);
+        match object.get("data_source") {
+            Some(source) if !source.is_null() => {
+                validate(app, source, filters, &root("data_source"), &root("filters"))?;
+            }
+            _ if !filters.is_null() => {
+                serde_json::from_value::<Vec<Filter>>(filters.clone())
+                    .map_err(|e| invalid_field(root("filters"), &e.to_string()))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Checks what a write to the dashboard tables saved, before it commits:
 /// each widget's data source (its own, or the `widget_data_sources` row it
 /// names) with its filters, and each data source row, must compile

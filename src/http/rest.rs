@@ -40,14 +40,15 @@ pub async fn read(
     let deadline = Deadline::for_request(app.config.query_timeout);
     let table = table(&app, &name)?;
     allowed(&table, &principal, Privilege::Select)?;
-    let range = match headers.get("range") {
-        None => None,
-        Some(header) => Some(
-            rest::range(header.to_str().unwrap_or_default())
-                .map_err(|message| ApiError::RangeNotSatisfiable { message })?,
-        ),
-    };
-    let read = rest::read(&table, &params, range)?;
+    let range = headers
+        .get("range")
+        .map_or(Ok(None), |h| rest::range(h.to_str().unwrap_or_default()));
+    // The parameters are checked first: a bad one is a 400 whatever the
+    // Range says.
+    let read = rest::read(&table, &params, range.clone().unwrap_or(None))?;
+    if let Err(message) = range {
+        return Err(ApiError::RangeNotSatisfiable { message });
+    }
     let (sql, values) = sql::rest::read(&table, &read);
     let rows = app
         .db
@@ -178,6 +179,7 @@ pub(super) async fn change(
         .map_err(too_many_parameters)?;
         (sql, values, select)
     };
+    widgets::check_body(app, &table.name, body)?;
     let mut tx = app.db.begin_write(principal, deadline).await?;
     if inserted > 0 {
         check_quota(app, principal, &table, &mut tx, inserted).await?;

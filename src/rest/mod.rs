@@ -93,6 +93,9 @@ pub fn select(table: &Table, params: &[(String, String)]) -> Result<Vec<String>,
     let Some((_, list)) = params.iter().find(|(k, _)| k == "select") else {
         return Ok(all_columns(table));
     };
+    if list.trim().is_empty() {
+        return Err(invalid("query.select", "expected * or column names"));
+    }
     let mut columns = Vec::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if item == "*" {
@@ -258,18 +261,23 @@ pub struct Range {
     pub limit: Option<u64>,
 }
 
-/// Parses a `Range` header; the error says why it cannot be satisfied.
-pub fn range(header: &str) -> Result<Range, String> {
+/// Parses a `Range` header. One not of the `<from>-<to>` form is ignored,
+/// as HTTP lets a server do (`None`); one of that form that no rows could
+/// satisfy is an error saying why.
+pub fn range(header: &str) -> Result<Option<Range>, String> {
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let Some((from, to)) = header.trim().split_once('-') else {
+        return Ok(None);
+    };
+    if !digits(from) || !(to.is_empty() || digits(to)) {
+        return Ok(None);
+    }
     let bound = |text: &str| {
         text.parse::<u64>()
             .ok()
             .filter(|n| *n <= MAX_COUNT)
             .ok_or_else(|| format!("{header:?}: bounds are whole numbers up to {MAX_COUNT}"))
     };
-    let (from, to) = header
-        .trim()
-        .split_once('-')
-        .ok_or_else(|| format!("{header:?}: expected <from>-<to>"))?;
     let offset = bound(from)?;
     let limit = match to {
         "" => None,
@@ -281,7 +289,7 @@ pub fn range(header: &str) -> Result<Range, String> {
             Some(to - offset + 1)
         }
     };
-    Ok(Range { offset, limit })
+    Ok(Some(Range { offset, limit }))
 }
 
 /// A read: `select`, filters, `order`, `limit`/`offset` or `Range`.
@@ -292,6 +300,12 @@ pub fn read(
 ) -> Result<Read, PlanError> {
     let mut order = Vec::new();
     if let Some((_, list)) = params.iter().find(|(k, _)| k == "order") {
+        if list.trim().is_empty() {
+            return Err(invalid(
+                "query.order",
+                "expected <column>[.asc|.desc][.nullsfirst|.nullslast], comma-separated",
+            ));
+        }
         for item in list.split(',').filter(|s| !s.is_empty()) {
             let mut parts = item.split('.');
             let column = parts.next().unwrap_or_default();

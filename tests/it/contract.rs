@@ -341,3 +341,73 @@ async fn a_write_body_is_checked_against_the_columns_before_the_database() {
         .await;
     assert_eq!(ok.status, StatusCode::NO_CONTENT, "{}", ok.body);
 }
+
+#[tokio::test]
+async fn a_data_source_in_a_write_is_checked_even_when_no_row_matches() {
+    let t = test_app().await;
+    for (path, body, field) in [
+        (
+            "/rest/v1/widget_data_sources?id=eq.00000000-0000-4000-8000-000000000000",
+            json!({"data_source": {"table": "servers", "surprise": 42}}),
+            "data_source",
+        ),
+        (
+            "/rest/v1/dashboard_widgets?id=eq.00000000-0000-4000-8000-000000000000",
+            json!({"data_source": {"table": "servers", "groupBy": -6.5}}),
+            "data_source",
+        ),
+        (
+            "/rest/v1/dashboard_widgets?id=eq.00000000-0000-4000-8000-000000000000",
+            json!({"filters": [{"column": "status", "op": "nope"}], "data_source": {"table": "servers"}}),
+            "filters[0].op",
+        ),
+        (
+            "/rest/v1/dashboard_widgets?id=eq.00000000-0000-4000-8000-000000000000",
+            json!({"filters": {"not": "a list"}}),
+            "filters",
+        ),
+    ] {
+        let r = t
+            .request(Method::PATCH, path, Some(&service()), Some(body.clone()))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+        assert_eq!(r.body["details"]["field"], field, "{body}: {}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn an_empty_select_or_order_is_a_400_and_a_malformed_range_is_ignored() {
+    let t = test_app().await;
+    let token = user(DEMO_USER);
+    for (path, field) in [
+        ("/rest/v1/dashboards?select=", "query.select"),
+        ("/rest/v1/dashboards?order=", "query.order"),
+    ] {
+        let r = t.request(Method::GET, path, Some(&token), None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.body);
+        assert_eq!(r.body["details"]["field"], field);
+    }
+    // A bad parameter is a 400 whatever the Range says.
+    let r = t
+        .request_with(
+            Method::GET,
+            "/rest/v1/dashboards?select=",
+            Some(&token),
+            None,
+            &[("range", "9-0")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // Not a row range at all: ignored, the whole page comes back.
+    let r = t
+        .request_with(
+            Method::GET,
+            "/rest/v1/dashboards",
+            Some(&token),
+            None,
+            &[("range", "bytes=0-0")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+}

@@ -36,6 +36,12 @@ pub struct Config {
     pub cache_memory_mb: u64,
     pub seed: bool,
     pub log_format: LogFormat,
+    /// A request head must arrive within this, counted from the moment the
+    /// connection is ready for it: so it also bounds how long a keep-alive
+    /// connection may sit idle between requests.
+    pub http_header_timeout: Duration,
+    /// `None`: sized at start from the process's file limit.
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -101,6 +107,18 @@ impl Config {
                 None | Some("pretty") => LogFormat::Pretty,
                 Some("json") => LogFormat::Json,
                 Some(other) => return Err(invalid("LOG_FORMAT", other, "must be pretty or json")),
+            },
+            http_header_timeout: Duration::from_secs(positive(
+                &get,
+                "HTTP_HEADER_TIMEOUT_SECS",
+                10,
+            )?),
+            max_connections: match get("MAX_CONNECTIONS") {
+                None => None,
+                Some(_) => Some(
+                    usize::try_from(positive(&get, "MAX_CONNECTIONS", 1)?)
+                        .map_err(|_| invalid("MAX_CONNECTIONS", "", "is too large"))?,
+                ),
             },
             database_url,
         })
@@ -170,6 +188,8 @@ impl fmt::Debug for Config {
             .field("cache_memory_mb", &self.cache_memory_mb)
             .field("seed", &self.seed)
             .field("log_format", &self.log_format)
+            .field("http_header_timeout", &self.http_header_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -202,6 +222,8 @@ mod tests {
         assert_eq!(c.cache_memory_mb, 64);
         assert!(c.seed);
         assert_eq!(c.log_format, LogFormat::Pretty);
+        assert_eq!(c.http_header_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_connections, None);
     }
 
     #[test]
@@ -227,10 +249,30 @@ mod tests {
         assert!(err.to_string().starts_with("MAX_ROWS"), "{err}");
         let err = config(&[("SEED", "maybe")]).unwrap_err();
         assert!(err.to_string().starts_with("SEED"), "{err}");
+        for (name, value) in [
+            ("HTTP_HEADER_TIMEOUT_SECS", "0"),
+            ("HTTP_HEADER_TIMEOUT_SECS", "10s"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS", "-5"),
+        ] {
+            let err = config(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
         assert_eq!(
             config(&[("JWT_SECRET", "short")]).unwrap_err(),
             ConfigError::ShortJwtSecret
         );
+    }
+
+    #[test]
+    fn edge_limits_are_read_from_their_variables() {
+        let c = config(&[
+            ("HTTP_HEADER_TIMEOUT_SECS", "3"),
+            ("MAX_CONNECTIONS", "500"),
+        ])
+        .unwrap();
+        assert_eq!(c.http_header_timeout, Duration::from_secs(3));
+        assert_eq!(c.max_connections, Some(500));
     }
 
     #[test]

@@ -17,6 +17,7 @@ async fn main() -> ExitCode {
         }
     };
     init_logging(config.log_format);
+    http::install_panic_hook();
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -32,6 +33,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let limits = http::serve::EdgeLimits::from_config(&config, http::serve::raise_file_limit());
     let embedded = match &config.database_url {
         Some(_) => None,
         None => {
@@ -63,8 +65,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     print_banner(&config, addr, embedded.as_ref());
 
-    axum::serve(listener, http::router(app))
-        .with_graceful_shutdown(shutdown_signal())
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_timeout_secs = limits.header_timeout.as_secs(),
+        "serving"
+    );
+    http::serve::serve(listener, http::router(app), limits, shutdown_signal())
         .await
         .context("serving HTTP")?;
 

@@ -7,6 +7,13 @@ use widget_data::config::{Config, LogFormat};
 use widget_data::embedded::{EmbeddedError, EmbeddedPostgres};
 use widget_data::{app::App, auth, db, http};
 
+// Chosen by measurement (BENCHMARKS.md, "Idle connections"): glibc's malloc
+// kept the memory of 10k closed connections for good; jemalloc, with its
+// background thread purging (the crate's `background_threads` feature),
+// gives it back within seconds and holds each open one in less.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = match Config::from_env() {

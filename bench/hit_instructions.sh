@@ -44,10 +44,10 @@ count() { # label binary port
     sleep 0.5
   done
   wrk -t 1 -c 1 -d 3s -s bench/post.lua "$url" >/dev/null   # warm: the entry is a hit from here on
-  callgrind_control -i on "$pid" >/dev/null
+  callgrind_control -i on "$pid" >/dev/null 2>&1
   local res
   res=$(wrk -t 1 -c 1 -d "${DUR}s" -s bench/post.lua "$url")
-  callgrind_control -i off "$pid" >/dev/null
+  callgrind_control -i off "$pid" >/dev/null 2>&1
   callgrind_control -d "$pid" >/dev/null 2>&1
   sleep 1
   local requests instructions

@@ -8,6 +8,7 @@ mod cache;
 mod compile;
 mod dashboards;
 mod e2e;
+mod edge;
 mod health;
 mod injection;
 mod instances;

@@ -63,7 +63,7 @@ if [ -n "${BEFORE_BIN:-}" ]; then
     JWT_SECRET=$(awk '/dev JWT secret:/ {print $4; exit}' "$work/out.log") \
     LISTEN_ADDR=127.0.0.1:18082 RUST_LOG=warn "$BEFORE_BIN" >"$work/before.log" 2>&1 &
   pids+=($!)
-  until grep -q "listening on" "$work/before.log"; do
+  until grep -qs "listening on" "$work/before.log"; do
     kill -0 "${pids[-1]}" 2>/dev/null || { echo "bench: $BEFORE_BIN did not start:"; cat "$work/before.log"; exit 1; }
     sleep 0.2
   done

@@ -49,11 +49,19 @@ pub struct EdgeLimits {
 impl EdgeLimits {
     /// `file_limit`: the process's open-file limit, from [`raise_file_limit`].
     pub fn from_config(config: &Config, file_limit: u64) -> Self {
+        let fits = default_max_connections(file_limit);
+        let max_connections = config.max_connections.unwrap_or(fits);
+        if max_connections > fits {
+            tracing::warn!(
+                max_connections,
+                file_limit,
+                "MAX_CONNECTIONS leaves too few files for the database and the rest: \
+                 accepting may fail with \"too many open files\""
+            );
+        }
         Self {
             header_timeout: config.http_header_timeout,
-            max_connections: config
-                .max_connections
-                .unwrap_or_else(|| default_max_connections(file_limit)),
+            max_connections,
         }
     }
 }

@@ -42,7 +42,8 @@ async fn start(router: Router, limits: EdgeLimits) -> Server {
 /// configuration gives.
 async fn start_app(extra: &[(&str, &str)]) -> (TestApp, Server) {
     let t = test_app_with(extra).await;
-    let limits = EdgeLimits::from_config(&t.app.config, 0);
+    // The file limit of this machine; the tests set MAX_CONNECTIONS.
+    let limits = EdgeLimits::from_config(&t.app.config, 20_000);
     let server = start(t.router.clone(), limits).await;
     (t, server)
 }

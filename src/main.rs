@@ -66,8 +66,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .context("loading the schema cache")?;
     let listener_task = app.spawn_listener();
     let purge_task = app.spawn_purge();
-    let listener = tokio::net::TcpListener::bind(config.listen_addr)
-        .await
+    let listener = http::serve::bind(config.listen_addr)
         .with_context(|| format!("listening on {}", config.listen_addr))?;
     let addr = listener.local_addr()?;
     print_banner(&config, addr, embedded.as_ref());

@@ -16,16 +16,24 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tower::{Layer, ServiceExt};
 
 /// Descriptors kept back from connections for the database pool, the
 /// embedded cluster's pipes, log and migration files and the listener.
 const RESERVED_FILES: u64 = 1024;
+
+/// Handshakes the kernel completes and holds for `accept` (it caps this
+/// at `net.core.somaxconn`). Tokio's `TcpListener::bind` asks for 128: a
+/// burst of connects, or a server at its connection cap, overflows that,
+/// and the kernel then drops handshakes that clients retry only after 1 s,
+/// 3 s, 7 s...
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// How long a failing `accept` (out of descriptors or memory) waits before
 /// it tries again.
@@ -79,6 +87,18 @@ pub fn raise_file_limit() -> u64 {
     }
 }
 
+/// Listens on `addr` with a backlog of [`LISTEN_BACKLOG`].
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As tokio's own `bind` does: a restart may reuse the port at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Every descriptor the process may open, less a reserve for everything
 /// that is not a client connection: half of them when the limit is small.
 pub fn default_max_connections(file_limit: u64) -> usize {
@@ -86,7 +106,7 @@ pub fn default_max_connections(file_limit: u64) -> usize {
     usize::try_from(connections).unwrap_or(usize::MAX)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops
+/// Serves `router` on `listener` (made by [`bind`], for its backlog) until `shutdown` completes, then stops
 /// accepting, lets every open connection finish the request it is serving
 /// (idle ones close at once) and returns.
 ///

@@ -12,10 +12,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use widget_data::http::serve::{EdgeLimits, serve};
+use widget_data::http::serve::{EdgeLimits, bind, serve};
 
 /// `serve` on 127.0.0.1:0, stopped by dropping or sending on `stop`.
 struct Server {
@@ -25,7 +25,7 @@ struct Server {
 }
 
 async fn start(router: Router, limits: EdgeLimits) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = bind(([127, 0, 0, 1], 0).into()).expect("bind");
     let addr = listener.local_addr().expect("address");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, router, limits, async move {

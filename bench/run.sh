@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Reproduces the figures of BENCHMARKS.md on this machine:
 #   bash bench/run.sh            (DUR=seconds per run, default 10)
+#   WIDGET_DATA_BIN=path         measure that binary instead of this checkout's
+#   BEFORE_BIN=path              also measure hits of another build (say,
+#                                main's) on the same database, alternating
+#   HITS_ONLY=1                  stop after the cache hits
 # Needs wrk (apt-get install wrk) and the PostgreSQL binaries (pgbench).
 # Everything runs on loopback against a throwaway embedded cluster.
 set -euo pipefail
@@ -14,13 +18,14 @@ BIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -
 command -v wrk >/dev/null || { echo "bench: install wrk (apt-get install wrk)"; exit 1; }
 
 cargo build --release --quiet --bin widget-data --example bare_handler
+bin=${WIDGET_DATA_BIN:-$TARGET/release/widget-data}
 work=$(mktemp -d /tmp/wd-bench.XXXXXX)
 chmod 755 "$work"
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-DATA_DIR=$work LISTEN_ADDR=127.0.0.1:18080 RUST_LOG=warn "$TARGET"/release/widget-data >"$work/out.log" 2>&1 &
+DATA_DIR=$work LISTEN_ADDR=127.0.0.1:18080 RUST_LOG=warn "$bin" >"$work/out.log" 2>&1 &
 pids+=($!)
 until grep -q "try:" "$work/out.log"; do
   kill -0 "${pids[0]}" 2>/dev/null || { echo "bench: widget-data did not start:"; cat "$work/out.log"; exit 1; }
@@ -52,21 +57,45 @@ curl -s "$url" -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/j
 grep -q '"cached":true' "$work/hit.json" || { echo "bench: the second request was not a hit"; exit 1; }
 "$TARGET"/release/examples/bare_handler 127.0.0.1:18090 "$work/hit.json" &
 pids+=($!)
+before_url=
+if [ -n "${BEFORE_BIN:-}" ]; then
+  # The other build serves the same cluster with the same (dev) secret.
+  DATABASE_URL=$(awk '/database: / {print $2; exit}' "$work/out.log") \
+    JWT_SECRET=$(awk '/dev JWT secret:/ {print $4; exit}' "$work/out.log") \
+    LISTEN_ADDR=127.0.0.1:18082 RUST_LOG=warn "$BEFORE_BIN" >"$work/before.log" 2>&1 &
+  pids+=($!)
+  until grep -qs "listening on" "$work/before.log"; do
+    kill -0 "${pids[-1]}" 2>/dev/null || { echo "bench: $BEFORE_BIN did not start:"; cat "$work/before.log"; exit 1; }
+    sleep 0.2
+  done
+  before_url=http://127.0.0.1:18082/functions/v1/widget-data
+  curl -s "$before_url" -H "Authorization: Bearer $TOKEN" -d "$BODY" >/dev/null   # fill its memory level
+  curl -s "$before_url" -H "Authorization: Bearer $TOKEN" -d "$BODY" | grep -q '"cached":true' \
+    || { echo "bench: the before build's second request was not a hit"; exit 1; }
+fi
 sleep 0.5
 echo "| server | connections | requests/s | p50 | p99 |"
 echo "|---|---|---|---|---|"
 for c in 1 32; do
-  : >"$work/ours" ; : >"$work/bare"
+  : >"$work/ours" ; : >"$work/bare" ; : >"$work/before"
   for _ in $(seq "$REPS"); do
     measure "$c" "$url" >>"$work/ours"
     measure "$c" http://127.0.0.1:18090/functions/v1/widget-data >>"$work/bare"
+    [ -z "$before_url" ] || measure "$c" "$before_url" >>"$work/before"
   done
   read -r ours p50 p99 _ < <(median <"$work/ours")
   echo "| widget-data (hit) | $c | $ours | $p50 | $p99 |"
+  if [ -n "$before_url" ]; then
+    read -r before p50 p99 _ < <(median <"$work/before")
+    echo "| before: $BEFORE_BIN (hit) | $c | $before | $p50 | $p99 |"
+    awk -v a="$ours" -v b="$before" -v c="$c" 'BEGIN { printf "hits/before at %d connections: %.1f%%\n", c, 100 * a / b }'
+  fi
   read -r bare p50 p99 _ < <(median <"$work/bare")
   echo "| bare handler | $c | $bare | $p50 | $p99 |"
   awk -v a="$ours" -v b="$bare" -v c="$c" 'BEGIN { printf "hits/bare at %d connections: %.1f%%\n", c, 100 * a / b }'
 done
+
+[ -z "${HITS_ONLY:-}" ] || exit 0
 
 echo
 echo "## a miss beside the raw SQL (1 connection)"

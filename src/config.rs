@@ -57,6 +57,12 @@ pub struct Config {
     /// How long browsers may keep an answer without asking again (0: they
     /// revalidate every time, which is exact).
     pub browser_cache_secs: u64,
+    /// A request head must arrive within this, counted from the moment the
+    /// connection is ready for it: so it also bounds how long a keep-alive
+    /// connection may sit idle between requests.
+    pub http_header_timeout: Duration,
+    /// `None`: sized at start from the process's file limit.
+    pub max_connections: Option<usize>,
 }
 
 /// How many rows of each dashboard table one user may own.
@@ -161,6 +167,18 @@ impl Config {
             rest_max_bulk_rows: usize::try_from(positive(&get, "REST_MAX_BULK_ROWS", 1000)?)
                 .map_err(|_| invalid("REST_MAX_BULK_ROWS", "", "is too large"))?,
             browser_cache_secs: parse(&get, "BROWSER_CACHE_SECS", "0", "must be a whole number")?,
+            http_header_timeout: Duration::from_secs(positive(
+                &get,
+                "HTTP_HEADER_TIMEOUT_SECS",
+                10,
+            )?),
+            max_connections: match get("MAX_CONNECTIONS") {
+                None => None,
+                Some(_) => Some(
+                    usize::try_from(positive(&get, "MAX_CONNECTIONS", 1)?)
+                        .map_err(|_| invalid("MAX_CONNECTIONS", "", "is too large"))?,
+                ),
+            },
             quotas: Quotas {
                 dashboards: positive(&get, "QUOTA_DASHBOARDS", 1000)?,
                 widgets: positive(&get, "QUOTA_WIDGETS", 10_000)?,
@@ -245,6 +263,8 @@ impl fmt::Debug for Config {
             .field("rest_max_bulk_rows", &self.rest_max_bulk_rows)
             .field("quotas", &self.quotas)
             .field("browser_cache_secs", &self.browser_cache_secs)
+            .field("http_header_timeout", &self.http_header_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -305,6 +325,8 @@ mod tests {
                 .rate_limit_per_sec,
             0
         );
+        assert_eq!(c.http_header_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_connections, None);
     }
 
     #[test]
@@ -339,10 +361,30 @@ mod tests {
         }
         let err = config(&[("SEED", "maybe")]).unwrap_err();
         assert!(err.to_string().starts_with("SEED"), "{err}");
+        for (name, value) in [
+            ("HTTP_HEADER_TIMEOUT_SECS", "0"),
+            ("HTTP_HEADER_TIMEOUT_SECS", "10s"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS", "-5"),
+        ] {
+            let err = config(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
         assert_eq!(
             config(&[("JWT_SECRET", "short")]).unwrap_err(),
             ConfigError::ShortJwtSecret
         );
+    }
+
+    #[test]
+    fn edge_limits_are_read_from_their_variables() {
+        let c = config(&[
+            ("HTTP_HEADER_TIMEOUT_SECS", "3"),
+            ("MAX_CONNECTIONS", "500"),
+        ])
+        .unwrap();
+        assert_eq!(c.http_header_timeout, Duration::from_secs(3));
+        assert_eq!(c.max_connections, Some(500));
     }
 
     #[test]

@@ -7,6 +7,13 @@ use widget_data::config::{Config, LogFormat};
 use widget_data::embedded::{ClusterState, EmbeddedError, EmbeddedPostgres, Supervisor};
 use widget_data::{app::App, auth, db, http};
 
+// Chosen by measurement (BENCHMARKS.md, "Idle connections"): glibc's malloc
+// kept the memory of 10k closed connections for good; jemalloc, with its
+// background thread purging (the crate's `background_threads` feature),
+// gives it back within seconds and holds each open one in less.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = match Config::from_env() {
@@ -17,6 +24,7 @@ async fn main() -> ExitCode {
         }
     };
     init_logging(config.log_format);
+    http::install_panic_hook();
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -32,6 +40,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let limits = http::serve::EdgeLimits::from_config(&config, http::serve::raise_file_limit());
     let embedded = match &config.database_url {
         Some(_) => None,
         None => {
@@ -77,14 +86,33 @@ async fn run(config: Config) -> anyhow::Result<()> {
     {
         tracing::warn!("not hearing data changes yet; answers are not cached until it does");
     }
-    let listener = tokio::net::TcpListener::bind(config.listen_addr)
-        .await
+    // Prometheus scrapes METRICS_ADDR without a token: only the operator's
+    // network should reach it.
+    let mut metrics_at = None;
+    if let Some(addr) = config.metrics_addr {
+        let metrics =
+            http::serve::bind(addr).with_context(|| format!("listening on METRICS_ADDR {addr}"))?;
+        metrics_at = Some(metrics.local_addr()?);
+        let router = http::metrics_router(app.clone());
+        tasks.push(tokio::spawn(async move {
+            let never = std::future::pending::<()>();
+            if let Err(e) = http::serve::serve(metrics, router, limits, never).await {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        }));
+        tracing::info!(%addr, "metrics served without a token");
+    }
+    let listener = http::serve::bind(config.listen_addr)
         .with_context(|| format!("listening on {}", config.listen_addr))?;
     let addr = listener.local_addr()?;
-    print_banner(&config, addr, embedded.as_ref());
+    print_banner(&config, addr, metrics_at, embedded.as_ref());
 
-    axum::serve(listener, http::router(app))
-        .with_graceful_shutdown(shutdown_signal())
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_timeout_secs = limits.header_timeout.as_secs(),
+        "serving"
+    );
+    http::serve::serve(listener, http::router(app), limits, shutdown_signal())
         .await
         .context("serving HTTP")?;
 
@@ -151,9 +179,17 @@ async fn shutdown_signal() {
 
 /// In embedded dev mode, prints ready-to-use tokens signed with the
 /// configured secret (the dev secret unless JWT_SECRET is set).
-fn print_banner(config: &Config, addr: std::net::SocketAddr, embedded: Option<&Supervisor>) {
+fn print_banner(
+    config: &Config,
+    addr: std::net::SocketAddr,
+    metrics: Option<std::net::SocketAddr>,
+    embedded: Option<&Supervisor>,
+) {
     println!("\nwidget-data listening on http://{addr}");
     println!("  POST http://{addr}/functions/v1/widget-data   docs: http://{addr}/docs");
+    if let Some(metrics) = metrics {
+        println!("  metrics (no token): http://{metrics}/metrics");
+    }
     let Some(pg) = embedded else { return };
     // Only the embedded dev cluster's URL is printed, password and all: it
     // guards sample data, and only this machine's account running us can

@@ -7,11 +7,15 @@ mod caller;
 mod cors;
 mod docs;
 mod health;
+mod panics;
 mod rest;
 mod rest_doc;
+pub mod serve;
+mod unread_body;
 mod widget_data;
 
 pub use caller::Caller;
+pub use panics::install_panic_hook;
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -109,6 +113,9 @@ pub fn router(app: Arc<App>) -> Router {
             }
         })
         .with_state(app)
+        // Innermost (the layers added after it wrap it), so a panic's 500
+        // still gets its request id, CORS headers and trace line.
+        .layer(panics::layer())
         .layer(
             tower::ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::default()))

@@ -14,10 +14,18 @@ pub(crate) struct Service {
     addr: String,
     pub(crate) database_url: String,
     tokens: Vec<(String, String)>,
+    /// Where `/metrics` is served without a token, with METRICS_ADDR.
+    metrics_addr: Option<String>,
 }
 
 pub(crate) fn start(data_dir: &Path) -> Service {
+    start_with(data_dir, &[])
+}
+
+/// `start` with more environment variables.
+pub(crate) fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Service {
     let mut child = Command::new(env!("CARGO_BIN_EXE_widget-data"))
+        .envs(env.iter().copied())
         .env_remove("DATABASE_URL")
         .env_remove("JWT_SECRET")
         .env("DATA_DIR", data_dir)
@@ -29,6 +37,7 @@ pub(crate) fn start(data_dir: &Path) -> Service {
         .expect("start widget-data");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut addr = None;
+    let mut metrics_addr = None;
     let mut database_url = None;
     let mut tokens = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -36,6 +45,9 @@ pub(crate) fn start(data_dir: &Path) -> Service {
         let Some(Ok(line)) = lines.next() else { break };
         if let Some(rest) = line.trim().strip_prefix("widget-data listening on http://") {
             addr = Some(rest.to_owned());
+        }
+        if let Some(rest) = line.trim().strip_prefix("metrics (no token): http://") {
+            metrics_addr = rest.strip_suffix("/metrics").map(str::to_owned);
         }
         if let Some(url) = line.trim().strip_prefix("database: ") {
             database_url = Some(url.to_owned());
@@ -58,6 +70,7 @@ pub(crate) fn start(data_dir: &Path) -> Service {
         addr: addr.expect("the service printed its address"),
         database_url: database_url.expect("the service printed its database URL"),
         tokens,
+        metrics_addr,
     }
 }
 
@@ -235,5 +248,66 @@ fn the_binary_serves_the_seeded_data_and_restarts_on_the_same_cluster() {
     assert_eq!(status, 200);
     assert_eq!(body["data"], by_status);
     service.terminate();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// GET `path` at `addr` with an optional token: the status and the body.
+fn get_text(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        raw.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default(),
+    )
+}
+
+#[test]
+fn metrics_need_a_token_except_on_metrics_addr() {
+    let dir = std::env::temp_dir().join(format!("widget-data-metrics-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let service = start_with(&dir, &[("METRICS_ADDR", "127.0.0.1:0")]);
+    let open = service
+        .metrics_addr
+        .clone()
+        .expect("the banner names METRICS_ADDR");
+    let (status, text) = get_text(&open, "/metrics", None);
+    assert_eq!(status, 200);
+    assert!(text.contains("widget_data_cache_hits_total"), "{text}");
+    assert_eq!(get_text(&service.addr, "/metrics", None).0, 401);
+    assert_eq!(
+        get_text(&service.addr, "/metrics", Some(service.token("anon"))).0,
+        403
+    );
+    assert_eq!(
+        get_text(
+            &service.addr,
+            "/metrics",
+            Some(service.token("service_role"))
+        )
+        .0,
+        200
+    );
+    // Only /metrics is served there.
+    assert_eq!(
+        get_text(&open, "/functions/v1/widget-data/stats", None).0,
+        404
+    );
+    drop(service);
     let _ = std::fs::remove_dir_all(&dir);
 }

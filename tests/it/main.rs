@@ -9,6 +9,7 @@ mod compile;
 mod contract;
 mod dashboards;
 mod e2e;
+mod edge;
 mod external;
 mod faults;
 mod health;

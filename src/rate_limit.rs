@@ -33,9 +33,11 @@ impl RateLimiter {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
+        // The limiter's own clock: making a new one calibrates it, which
+        // costs far more than the check.
         limiter
             .check_key(&caller)
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+            .map_err(|not_until| not_until.wait_time_from(limiter.clock().now()))
     }
 
     /// Drops the state of callers whose buckets are full again (they would

@@ -131,7 +131,7 @@ pub async fn query_widget_data(
         None => {
             let request: serde_json::Value = super::body::parse(&bytes)?;
             if request.get("action").is_some() {
-                return action(&app, &principal, request, deadline).await;
+                return Box::pin(action(&app, &principal, request, deadline)).await;
             }
             let request: WidgetDataRequest =
                 serde_json::from_value(request).map_err(|e| ApiError::InvalidBody {

@@ -84,7 +84,9 @@ pub async fn run(
     let (plan, ttl_secs, widget) = match &query.source {
         Source::Config(plan) => (Arc::clone(plan), app.config.cache_default_ttl_secs, None),
         Source::Widget(id) => {
-            let widget = widgets::load(app, principal, *id, deadline).await?;
+            // Boxed, as the miss below: a hit's future stays small, and
+            // moving it through the layers copies little.
+            let widget = Box::pin(widgets::load(app, principal, *id, deadline)).await?;
             browser_ttl_secs = widget.browser_ttl_secs;
             // The widget's own filters always apply; on top of them the
             // dashboard layers and the request's, merged by column.
@@ -139,20 +141,21 @@ pub async fn run(
     let result = match &key {
         Some(key) => {
             let stamp = app.cache.stamp(key, &plan, ttl_secs, principal);
-            app.cache
-                .fill(
-                    key,
-                    stamp.as_ref(),
-                    &plan,
-                    widget,
-                    query.force_refresh,
-                    deadline,
-                    compute,
-                )
-                .await
+            Box::pin(app.cache.fill(
+                key,
+                stamp.as_ref(),
+                &plan,
+                widget,
+                query.force_refresh,
+                deadline,
+                compute,
+            ))
+            .await
         }
         // Not cacheable: computed for this request alone.
-        None => compute().await.map(|e| (Arc::new(e), Outcome::Miss)),
+        None => Box::pin(compute())
+            .await
+            .map(|e| (Arc::new(e), Outcome::Miss)),
     };
     let answer = match result {
         Ok((entry, outcome)) => Answer {

@@ -34,7 +34,7 @@ rss_mb() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status"; }
 url=http://127.0.0.1:18082/functions/v1/widget-data
 ask() {
   curl -sf "$url" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-    -d "{\"config\":{\"table\":\"servers\",\"groupBy\":[\"hostname\",\"region\",\"status\"],\"limit\":10000,\"filters\":[{\"column\":\"id\",\"op\":\"gt\",\"value\":-$1}]}}" \
+    -d "{\"config\":{\"table\":\"servers\",\"groupBy\":[\"id\",\"hostname\",\"region\",\"status\",\"created_at\"],\"limit\":10000,\"filters\":[{\"column\":\"id\",\"op\":\"gt\",\"value\":$((0 - $1))}]}}" \
     -o /dev/null -w '%{size_download}\n'
 }
 sleep 1

@@ -14,6 +14,14 @@ use widget_data::{app::App, auth, db, http};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+// Freed pages go back to the system after 200 ms, not jemalloc's default
+// 10 s: cached answers of hundreds of KB come and go as the memory level
+// evicts, and with the default the pages they left kept RSS at 1.6 times
+// CACHE_MEMORY_MB plus the idle RSS; with this, 1.16 (BENCHMARKS.md,
+// "Cache memory"). jemalloc reads this symbol (a C string) at start.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: &[u8; 59] = b"background_thread:true,dirty_decay_ms:200,muzzy_decay_ms:0\0";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = match Config::from_env() {

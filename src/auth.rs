@@ -5,6 +5,7 @@
 //! are checked when present, and the role claim must name one of the three
 //! Postgres roles the migrations create.
 
+use crate::code::ErrorCode;
 use crate::json::StrictValue;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde_json::Value;
@@ -90,16 +91,16 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AuthError::MissingToken => "missing_token",
-            AuthError::MalformedHeader => "malformed_authorization",
-            AuthError::InvalidToken(_) => "invalid_token",
-            AuthError::Expired => "token_expired",
-            AuthError::NotYetValid => "token_not_yet_valid",
-            AuthError::WrongAudience => "invalid_audience",
-            AuthError::MissingRole(_) => "missing_role_claim",
-            AuthError::UnknownRole(_) => "unknown_role",
+            AuthError::MissingToken => ErrorCode::MissingToken,
+            AuthError::MalformedHeader => ErrorCode::MalformedAuthorization,
+            AuthError::InvalidToken(_) => ErrorCode::InvalidToken,
+            AuthError::Expired => ErrorCode::TokenExpired,
+            AuthError::NotYetValid => ErrorCode::TokenNotYetValid,
+            AuthError::WrongAudience => ErrorCode::InvalidAudience,
+            AuthError::MissingRole(_) => ErrorCode::MissingRoleClaim,
+            AuthError::UnknownRole(_) => ErrorCode::UnknownRole,
         }
     }
 

@@ -84,7 +84,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // Serve once changes are heard, so the first answers are cached too;
     // a listener that cannot start only costs caching, not service.
     let heard = async {
-        while !app.cache.versions.listening() {
+        while !app.cache.is_listening() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     };

@@ -6,12 +6,13 @@
 //!
 //! Takes a widget id and a principal; gives a `SavedWidget`.
 
-use crate::app::App;
 use crate::auth::Principal;
 use crate::deadline::Deadline;
 use crate::error::ApiError;
-use crate::plan::{DataSource, Filter};
-use crate::{exec, sql};
+use crate::exec::{self, Database};
+use crate::plan::{DataSource, Filter, Limits};
+use crate::schema::SchemaCache;
+use crate::sql;
 use serde::Deserialize;
 use sqlx::Arguments;
 use sqlx::postgres::PgArguments;
@@ -62,11 +63,11 @@ pub fn default_ttl_secs(widget_type: &str) -> Option<u64> {
 /// while the database cannot be asked for a widget, its cached data can
 /// still be served (stale-if-error). Bounded: forgotten wholesale when full.
 #[derive(Default)]
-pub struct Remembered(Mutex<HashMap<(Uuid, String), SavedWidget>>);
+pub struct LastDefinitions(Mutex<HashMap<(Uuid, String), SavedWidget>>);
 
 const REMEMBERED_MAX: usize = 10_000;
 
-impl Remembered {
+impl LastDefinitions {
     fn keep(&self, id: Uuid, scope: String, widget: &SavedWidget) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= REMEMBERED_MAX {
@@ -85,28 +86,27 @@ impl Remembered {
 /// the same 404 as one that does not exist. When the database cannot
 /// answer, the definition this caller last loaded is used, if any.
 pub async fn load(
-    app: &App,
+    db: &Database,
+    last: &LastDefinitions,
     principal: &Principal,
     id: Uuid,
     deadline: Deadline,
 ) -> Result<SavedWidget, ApiError> {
     let scope = crate::cache::scope(principal);
-    match load_now(app, principal, id, deadline).await {
+    match load_now(db, principal, id, deadline).await {
         Ok(widget) => {
-            app.widget_definitions.keep(id, scope, &widget);
+            last.keep(id, scope, &widget);
             Ok(widget)
         }
         Err(ApiError::Exec(e)) if e.is_unavailable() || matches!(e, exec::ExecError::Timeout) => {
-            app.widget_definitions
-                .last(id, scope)
-                .ok_or(ApiError::Exec(e))
+            last.last(id, scope).ok_or(ApiError::Exec(e))
         }
         Err(e) => Err(e),
     }
 }
 
 async fn load_now(
-    app: &App,
+    db: &Database,
     principal: &Principal,
     id: Uuid,
     deadline: Deadline,
@@ -114,8 +114,7 @@ async fn load_now(
     let mut args = PgArguments::default();
     args.add(id)
         .map_err(|e| ApiError::Exec(exec::ExecError::Internal(sqlx::Error::Encode(e))))?;
-    let raw = match app
-        .db
+    let raw = match db
         .query_json(principal, deadline, sql::widgets::LOAD, args)
         .await
     {
@@ -201,12 +200,22 @@ pub fn merge_filters(layers: &[(String, serde_json::Value)], request: &[Filter])
         .collect()
 }
 
+/// What saved widgets and data sources are checked against: the schema
+/// and limits their queries will be planned with, and the longest
+/// lifetime an entry may have.
+pub struct Checks<'a> {
+    pub schema: &'a SchemaCache,
+    pub limits: &'a Limits,
+    /// `CACHE_MAX_TTL_SECS`: the most a `refresh_interval` may ask for.
+    pub max_ttl_secs: u64,
+}
+
 /// Checks a write's body before anything reaches the database: a
 /// `data_source` given must compile (with the `filters` given beside it),
 /// and `filters` must be filters, even when the write will match no row.
 /// (What the write saved is checked again by [`check_saved`], with the
 /// columns the body did not give.)
-pub fn check_body(app: &App, table: &str, body: &serde_json::Value) -> Result<(), ApiError> {
+pub fn check_body(checks: &Checks, table: &str, body: &serde_json::Value) -> Result<(), ApiError> {
     use serde_json::Value;
     if !matches!(table, "dashboard_widgets" | "widget_data_sources") {
         return Ok(());
@@ -228,7 +237,13 @@ pub fn check_body(app: &App, table: &str, body: &serde_json::Value) -> Result<()
         let filters = object.get("filters").unwrap_or(&Value::Null);
         match object.get("data_source") {
             Some(source) if !source.is_null() => {
-                validate(app, source, filters, &root("data_source"), &root("filters"))?;
+                validate(
+                    checks,
+                    source,
+                    filters,
+                    &root("data_source"),
+                    &root("filters"),
+                )?;
             }
             _ if !filters.is_null() => {
                 serde_json::from_value::<Vec<Filter>>(filters.clone())
@@ -245,7 +260,7 @@ pub fn check_body(app: &App, table: &str, body: &serde_json::Value) -> Result<()
 /// names) with its filters, and each data source row, must compile
 /// against the exposed schema. `rows` are the written rows, all columns.
 pub async fn check_saved(
-    app: &App,
+    checks: &Checks<'_>,
     tx: &mut exec::WriteTx<'_>,
     table: &str,
     rows: &[serde_json::Value],
@@ -263,7 +278,7 @@ pub async fn check_saved(
             for (i, row) in rows.iter().enumerate() {
                 let source = row.get("data_source").unwrap_or(&Value::Null);
                 validate(
-                    app,
+                    checks,
                     source,
                     &Value::Array(vec![]),
                     &root(i, "data_source"),
@@ -273,7 +288,7 @@ pub async fn check_saved(
             Ok(())
         }
         "dashboard_widgets" => {
-            let max = app.config.cache_max_ttl_secs;
+            let max = checks.max_ttl_secs;
             for (i, row) in rows.iter().enumerate() {
                 if let Some(secs) = row.get("refresh_interval").and_then(Value::as_u64)
                     && secs > max
@@ -321,7 +336,7 @@ pub async fn check_saved(
                     }
                 };
                 validate(
-                    app,
+                    checks,
                     source,
                     &w["filters"],
                     &root(i, "data_source"),
@@ -344,7 +359,7 @@ fn invalid_field(field: String, message: &str) -> ApiError {
 /// Plans `source` with `filters` as a query would, naming the field that
 /// is wrong.
 fn validate(
-    app: &App,
+    checks: &Checks,
     source: &serde_json::Value,
     filters: &serde_json::Value,
     source_root: &str,
@@ -357,7 +372,7 @@ fn validate(
         f => serde_json::from_value(f.clone())
             .map_err(|e| invalid_field(filters_root.to_owned(), &e.to_string()))?,
     };
-    crate::plan::plan(&source, &filters, &app.schema(), &app.limits).map_err(|e| {
+    crate::plan::plan(&source, &filters, checks.schema, checks.limits).map_err(|e| {
         let e = e.with_source_root(source_root);
         match e.field().strip_prefix("filters").map(str::to_owned) {
             Some(rest) if !e.field().starts_with(source_root) => {

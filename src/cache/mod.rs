@@ -34,6 +34,7 @@ use chrono::{DateTime, Utc};
 use memory::Memory;
 use serde_json::value::RawValue;
 use sqlx::PgPool;
+use sqlx::postgres::PgListener;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
@@ -130,8 +131,8 @@ impl Outcome {
 type Flight = Arc<OnceCell<Option<Arc<Entry>>>>;
 
 pub struct Cache {
-    pub versions: Versions,
-    pub watch: Watch,
+    versions: Versions,
+    watch: Watch,
     pub stats: Stats,
     memory: Mutex<Memory>,
     in_flight: Mutex<HashMap<Key, Flight>>,
@@ -154,6 +155,79 @@ impl Cache {
             durable_writes: Arc::new(Semaphore::new(DURABLE_WRITES)),
             instance: Uuid::new_v4(),
         }
+    }
+
+    /// Changes are heard again, on a session that drew `session` (a change
+    /// number no write and no other session carries): the watches of the
+    /// session before ended with it, and no entry made before is reachable.
+    pub fn listening_from(&self, session: i64) {
+        self.watch.forget();
+        self.versions.reset(session);
+    }
+
+    /// Changes are no longer heard: nothing is cached until they are again,
+    /// and the watches ended with the session.
+    pub fn deaf(&self) {
+        self.versions.suspend();
+        self.watch.forget();
+    }
+
+    /// Whether changes are being heard (and so answers may be cached).
+    pub fn is_listening(&self) -> bool {
+        self.versions.listening()
+    }
+
+    /// Permissions changed (or were read afresh): keys made under other
+    /// permissions become unreachable.
+    pub fn set_permissions(&self, digest: String) {
+        self.versions.set_permissions(digest);
+    }
+
+    /// The versions of `tables` (`schema.table`), or `None` when changes
+    /// are not being heard.
+    pub fn versions_of<'a>(
+        &self,
+        tables: impl IntoIterator<Item = &'a str>,
+    ) -> Option<Vec<(String, String)>> {
+        self.versions.of(tables)
+    }
+
+    /// Tables watched on the listening session now.
+    pub fn watched(&self) -> usize {
+        self.watch.len()
+    }
+
+    /// Fills' requests to watch tables, for the listening session to serve
+    /// (one session at a time holds them).
+    pub async fn watch_requests(
+        &self,
+    ) -> tokio::sync::MutexGuard<'_, tokio::sync::mpsc::UnboundedReceiver<watch::Request>> {
+        self.watch.inbox().await
+    }
+
+    /// Serves one fill's request to watch, on the listening session
+    /// `listener` (backend `pid`).
+    pub async fn serve_watch(
+        &self,
+        listener: &mut PgListener,
+        pid: i32,
+        request: watch::Request,
+    ) -> Result<(), sqlx::Error> {
+        self.watch.serve(listener, pid, request).await
+    }
+
+    /// A table changed (a `schema.table:n` payload): its entries become
+    /// unreachable, and its watch ends.
+    pub async fn table_changed(
+        &self,
+        listener: &mut PgListener,
+        payload: &str,
+    ) -> Result<(), sqlx::Error> {
+        if let Some(table) = self.versions.apply(payload) {
+            self.stats.invalidated();
+            self.watch.changed(listener, &table).await?;
+        }
+        Ok(())
     }
 
     /// Another instance stored an entry (`<instance>:<key>`): drop our

@@ -12,6 +12,14 @@ use std::time::Duration;
 /// How long a client may take to send its body once its headers are in.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The size policy, one limit per kind of body. A widget-data request (a
+/// data source and its filters, or one widget for the action form) is
+/// small; past this it is a 413.
+pub const WIDGET_DATA_LIMIT_BYTES: usize = 64 * 1024;
+/// A `/rest/v1` write may carry many rows (a page of widgets is still far
+/// smaller than this).
+pub const REST_LIMIT_BYTES: usize = 1024 * 1024;
+
 /// The body's bytes, at most `limit_bytes` of them, after checking that
 /// they claim to be JSON. Empty is refused: every JSON endpoint takes one.
 pub async fn read(headers: &HeaderMap, body: Body, limit_bytes: usize) -> Result<Bytes, ApiError> {

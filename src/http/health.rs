@@ -3,10 +3,9 @@
 
 use crate::app::App;
 use crate::db::DatabaseState;
-use crate::error::ErrorBody;
+use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::sync::Arc;
@@ -53,9 +52,7 @@ pub async fn health(State(app): State<Arc<App>>) -> Json<Health> {
         (status = 200, description = "Ready to serve", body = Status),
         (status = 503, description = "Database unreachable or not migrated", body = ErrorBody),
     ))]
-pub async fn ready(
-    State(app): State<Arc<App>>,
-) -> Result<Json<Status>, (StatusCode, Json<ErrorBody>)> {
+pub async fn ready(State(app): State<Arc<App>>) -> Result<Json<Status>, ApiError> {
     if app.db.health().is_down() {
         return Err(not_ready("the database is unavailable"));
     }
@@ -75,14 +72,6 @@ pub async fn ready(
     }
 }
 
-fn not_ready(message: &str) -> (StatusCode, Json<ErrorBody>) {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(ErrorBody {
-            code: "not_ready",
-            message: message.to_owned(),
-            details: None,
-            hint: None,
-        }),
-    )
+fn not_ready(message: &'static str) -> ApiError {
+    ApiError::NotReady { message }
 }

@@ -23,7 +23,7 @@ fn internal_error(_panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         Json(ErrorBody {
-            code: "internal_error",
+            code: crate::code::ErrorCode::InternalError,
             message: "internal error".into(),
             details: None,
             hint: None,

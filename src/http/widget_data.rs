@@ -6,8 +6,8 @@ use crate::auth::Role;
 use crate::cache::{Outcome, Snapshot};
 use crate::deadline::Deadline;
 use crate::error::{ApiError, ErrorBody};
-use crate::pipeline::{self, Answer, Planned, Source};
-use crate::plan::{self, DataSource, Filter};
+use crate::pipeline::{self, Answer, Source};
+use crate::plan::{DataSource, Filter};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -18,9 +18,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use std::sync::Arc;
-
-/// Request bodies larger than this are refused with 413.
-pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// Exactly one of `config` or `widget_id` (alias `widget_instance_id`).
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -115,19 +112,11 @@ pub async fn query_widget_data(
     body: Body,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let bytes = super::body::read(&headers, body, BODY_LIMIT_BYTES).await?;
+    let bytes = super::body::read(&headers, body, super::body::WIDGET_DATA_LIMIT_BYTES).await?;
     let deadline = Deadline::for_request(app.config.query_timeout);
-    let schema = app.schema();
     // A body seen before skips parsing and planning.
-    let query = match app.plans.get(&bytes, &schema) {
-        Some(Planned {
-            plan,
-            force_refresh,
-        }) => pipeline::Query {
-            source: Source::Config(plan),
-            runtime_filters: Vec::new(),
-            force_refresh,
-        },
+    let query = match app.pipeline.remembered(&bytes) {
+        Some(query) => query,
         None => {
             let request: serde_json::Value = super::body::parse(&bytes)?;
             if request.get("action").is_some() {
@@ -138,21 +127,13 @@ pub async fn query_widget_data(
                     message: format!("invalid request body: {e}"),
                 })?;
             match (request.config, request.widget_id) {
-                (Some(source), None) => {
-                    let plan = plan::plan(&source, &request.filters, &schema, &app.limits)
-                        .map_err(|e| unless_unreadable(e, &source, &schema, &principal))?;
-                    let plan = Arc::new(plan);
-                    let planned = Planned {
-                        plan: Arc::clone(&plan),
-                        force_refresh: request.force_refresh,
-                    };
-                    app.plans.remember(bytes, schema, planned);
-                    pipeline::Query {
-                        source: Source::Config(plan),
-                        runtime_filters: Vec::new(),
-                        force_refresh: request.force_refresh,
-                    }
-                }
+                (Some(source), None) => app.pipeline.ad_hoc(
+                    bytes,
+                    &source,
+                    &request.filters,
+                    request.force_refresh,
+                    &principal,
+                )?,
                 (None, Some(id)) => pipeline::Query {
                     source: Source::Widget(id),
                     runtime_filters: request.filters,
@@ -166,7 +147,7 @@ pub async fn query_widget_data(
             }
         }
     };
-    let answer = pipeline::run(&app, &principal, &query, deadline).await?;
+    let answer = app.pipeline.run(&principal, &query, deadline).await?;
     app.cache.stats.record(answer.cached(), started.elapsed());
     let mut seconds = itoa_buffer();
     let browser_secs = answer
@@ -203,29 +184,6 @@ pub async fn query_widget_data(
         render(&WidgetDataResponse::of(&answer))
     };
     Ok((headers, body).into_response())
-}
-
-/// A data source naming a table the caller's role may not read gets the
-/// permission error it would get from PostgreSQL, not a planner error that
-/// tells which of its columns exist.
-fn unless_unreadable(
-    error: plan::PlanError,
-    source: &DataSource,
-    schema: &crate::schema::SchemaCache,
-    principal: &crate::auth::Principal,
-) -> ApiError {
-    match schema.resolve(&source.table) {
-        Some(table)
-            if !table
-                .grants
-                .allows(principal.role.as_str(), crate::schema::Privilege::Select) =>
-        {
-            ApiError::Exec(crate::exec::ExecError::PermissionDenied {
-                message: format!("permission denied for table {}", table.name),
-            })
-        }
-        _ => ApiError::Plan(error),
-    }
 }
 
 fn render(response: &WidgetDataResponse<'_>) -> Bytes {
@@ -326,26 +284,42 @@ async fn action(
     request: serde_json::Value,
     deadline: Deadline,
 ) -> Result<Response, ApiError> {
-    use axum::http::{Method, StatusCode};
     let request: WidgetAction =
         serde_json::from_value(request).map_err(|e| ApiError::InvalidBody {
             message: format!("invalid action: {e}"),
         })?;
     let mut widget = request.widget;
-    let by_id = |widget: &mut serde_json::Value| {
-        let id = widget
+    let mut id = || {
+        widget
             .as_object_mut()
             .and_then(|w| w.remove("id"))
             .and_then(|id| id.as_str().map(str::to_owned))
             .ok_or_else(|| ApiError::InvalidBody {
                 message: format!("{}: widget.id is required", request.action),
-            })?;
-        Ok::<_, ApiError>(vec![("id".to_owned(), format!("eq.{id}"))])
+            })
     };
-    let (method, params, status) = match request.action.as_str() {
-        "create_widget" => (Method::POST, Vec::new(), StatusCode::CREATED),
-        "update_widget" => (Method::PATCH, by_id(&mut widget)?, StatusCode::OK),
-        "delete_widget" => (Method::DELETE, by_id(&mut widget)?, StatusCode::OK),
+    let dashboards = &app.dashboards;
+    let (row, status) = match request.action.as_str() {
+        "create_widget" => (
+            dashboards
+                .create_widget(principal, &widget, deadline)
+                .await?,
+            StatusCode::CREATED,
+        ),
+        "update_widget" => {
+            let id = id()?;
+            let row = dashboards
+                .update_widget(principal, &id, &widget, deadline)
+                .await?;
+            (row, StatusCode::OK)
+        }
+        "delete_widget" => {
+            let id = id()?;
+            (
+                dashboards.delete_widget(principal, &id, deadline).await?,
+                StatusCode::OK,
+            )
+        }
         other => {
             return Err(ApiError::InvalidBody {
                 message: format!(
@@ -354,21 +328,7 @@ async fn action(
             });
         }
     };
-    let (rows, _) = super::rest::change(
-        app,
-        principal,
-        "dashboard_widgets",
-        &method,
-        &params,
-        &widget,
-        false,
-        deadline,
-    )
-    .await?;
-    let row = rows
-        .into_iter()
-        .next()
-        .ok_or(ApiError::NotFound { what: "widget" })?;
+    let row = row.ok_or(ApiError::NotFound { what: "widget" })?;
     Ok((status, Json(WidgetActionResponse { data: row })).into_response())
 }
 

@@ -1,24 +1,51 @@
 //! One widget-data request, end to end: plan (pure) -> sql -> cache -> exec.
 //!
 //! Takes an authenticated principal and a parsed request; gives the rows
-//! with their timestamps. Knows nothing of HTTP.
+//! with their timestamps. Knows nothing of HTTP: its `Context` holds what
+//! a request needs (the callers' database, the schema, the cache, limits
+//! and lifetimes), not the whole service.
 
-use crate::app::App;
 use crate::auth::Principal;
-use crate::cache::{Entry, Outcome};
+use crate::cache::{Cache, Entry, Outcome};
 use crate::deadline::Deadline;
 use crate::error::ApiError;
-use crate::exec::ExecError;
-use crate::plan::{self, Filter, QueryPlan};
-use crate::{sql, widgets};
+use crate::exec::{Database, ExecError};
+use crate::plan::{self, DataSource, Filter, Limits, QueryPlan};
+use crate::schema::{self, Privilege, SchemaCache};
+use crate::sql;
+use crate::widgets::{self, LastDefinitions};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use uuid::Uuid;
 
-mod memo;
+mod plans;
 
-pub use memo::{Planned, Plans};
+pub use plans::{Planned, PlansByBody};
+
+/// What the pipeline needs of the service.
+pub struct Context {
+    /// Callers' queries.
+    pub db: Arc<Database>,
+    pub schema: Arc<schema::Handle>,
+    pub cache: Arc<Cache>,
+    pub limits: Limits,
+    pub lifetimes: Lifetimes,
+    /// Plans of recent ad-hoc request bodies.
+    plans: PlansByBody,
+    /// Saved widgets as last loaded, for stale-if-error.
+    widgets: LastDefinitions,
+}
+
+/// How long answers are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// `CACHE_DEFAULT_TTL_SECS`: ad-hoc queries, and widgets without one.
+    pub default_secs: u64,
+    /// `CACHE_MAX_TTL_SECS`: no entry outlives this.
+    pub max_secs: u64,
+}
 
 /// Where the data source comes from.
 pub enum Source {
@@ -71,22 +98,116 @@ impl Answer {
     }
 }
 
+impl Context {
+    pub fn new(
+        db: Arc<Database>,
+        schema: Arc<schema::Handle>,
+        cache: Arc<Cache>,
+        limits: Limits,
+        lifetimes: Lifetimes,
+    ) -> Self {
+        Self {
+            db,
+            schema,
+            cache,
+            limits,
+            lifetimes,
+            plans: PlansByBody::default(),
+            widgets: LastDefinitions::default(),
+        }
+    }
+
+    /// The query a request body asked for when it was seen before (under
+    /// the current schema): no parsing, no planning.
+    pub fn remembered(&self, body: &[u8]) -> Option<Query> {
+        let Planned {
+            plan,
+            force_refresh,
+        } = self.plans.get(body, &self.schema.schema())?;
+        Some(Query {
+            source: Source::Config(plan),
+            runtime_filters: Vec::new(),
+            force_refresh,
+        })
+    }
+
+    /// Plans an ad-hoc data source with the request's `filters` ANDed on,
+    /// and remembers the plan by the `body` that asked for it.
+    pub fn ad_hoc(
+        &self,
+        body: Bytes,
+        source: &DataSource,
+        filters: &[Filter],
+        force_refresh: bool,
+        principal: &Principal,
+    ) -> Result<Query, ApiError> {
+        let schema = self.schema.schema();
+        let plan = plan::plan(source, filters, &schema, &self.limits)
+            .map_err(|e| unless_unreadable(e, source, &schema, principal))?;
+        let plan = Arc::new(plan);
+        let planned = Planned {
+            plan: Arc::clone(&plan),
+            force_refresh,
+        };
+        self.plans.remember(body, schema, planned);
+        Ok(Query {
+            source: Source::Config(plan),
+            runtime_filters: Vec::new(),
+            force_refresh,
+        })
+    }
+
+    /// Answers `query` for `principal` by `deadline` (see [`run`]).
+    pub async fn run(
+        &self,
+        principal: &Principal,
+        query: &Query,
+        deadline: Deadline,
+    ) -> Result<Answer, ApiError> {
+        run(self, principal, query, deadline).await
+    }
+}
+
+/// A data source naming a table the caller's role may not read gets the
+/// permission error it would get from PostgreSQL, not a planner error that
+/// tells which of its columns exist.
+fn unless_unreadable(
+    error: plan::PlanError,
+    source: &DataSource,
+    schema: &SchemaCache,
+    principal: &Principal,
+) -> ApiError {
+    match schema.resolve(&source.table) {
+        Some(table)
+            if !table
+                .grants
+                .allows(principal.role.as_str(), Privilege::Select) =>
+        {
+            ApiError::Exec(ExecError::PermissionDenied {
+                message: format!("permission denied for table {}", table.name),
+            })
+        }
+        _ => ApiError::Plan(error),
+    }
+}
+
 /// Answers `query` for `principal` by `deadline`: from the cache, by
 /// running the query, or (when the database cannot answer) from the last
 /// entry it knows of.
-pub async fn run(
-    app: &App,
+async fn run(
+    cx: &Context,
     principal: &Principal,
     query: &Query,
     deadline: Deadline,
 ) -> Result<Answer, ApiError> {
     let mut browser_ttl_secs = None;
     let (plan, ttl_secs, widget) = match &query.source {
-        Source::Config(plan) => (Arc::clone(plan), app.config.cache_default_ttl_secs, None),
+        Source::Config(plan) => (Arc::clone(plan), cx.lifetimes.default_secs, None),
         Source::Widget(id) => {
             // Boxed, as the miss below: a hit's future stays small, and
             // moving it through the layers copies little.
-            let widget = Box::pin(widgets::load(app, principal, *id, deadline)).await?;
+            let load = widgets::load(&cx.db, &cx.widgets, principal, *id, deadline);
+            let widget = Box::pin(load).await?;
             browser_ttl_secs = widget.browser_ttl_secs;
             // The widget's own filters always apply; on top of them the
             // dashboard layers and the request's, merged by column.
@@ -99,21 +220,21 @@ pub async fn run(
                     &query.runtime_filters,
                 ))
                 .collect();
-            let plan = plan::plan(&widget.source, &filters, &app.schema(), &app.limits)
+            let plan = plan::plan(&widget.source, &filters, &cx.schema.schema(), &cx.limits)
                 .map_err(|e| e.with_source_root("data_source"))?;
             (
                 Arc::new(plan),
-                widget.ttl_secs.unwrap_or(app.config.cache_default_ttl_secs),
+                widget.ttl_secs.unwrap_or(cx.lifetimes.default_secs),
                 Some(*id),
             )
         }
     };
     // However long a widget asks to be kept, no entry outlives this.
-    let ttl_secs = ttl_secs.min(app.config.cache_max_ttl_secs);
-    let key = app.cache.key(&plan, ttl_secs, principal);
+    let ttl_secs = ttl_secs.min(cx.lifetimes.max_secs);
+    let key = cx.cache.key(&plan, ttl_secs, principal);
     if let Some(key) = &key
         && !query.force_refresh
-        && let Some(entry) = app.cache.fresh(key, Utc::now())
+        && let Some(entry) = cx.cache.fresh(key, Utc::now())
     {
         return Ok(Answer {
             entry,
@@ -122,8 +243,8 @@ pub async fn run(
         });
     }
     // Known to be down: answer from what we have, without waiting on it.
-    if app.db.health().is_down() {
-        return fall_back(app, &plan, ttl_secs, principal, ExecError::Down).map(|a| Answer {
+    if cx.db.health().is_down() {
+        return fall_back(cx, &plan, ttl_secs, principal, ExecError::Down).map(|a| Answer {
             browser_ttl_secs,
             ..a
         });
@@ -131,7 +252,7 @@ pub async fn run(
     let compute = || async {
         let (sql, values) = sql::build(&plan);
         let cached_at = Utc::now();
-        let data = app
+        let data = cx
             .db
             .query_json(principal, deadline, sqlx::AssertSqlSafe(sql), values)
             .await?;
@@ -140,8 +261,8 @@ pub async fn run(
     };
     let result = match &key {
         Some(key) => {
-            let stamp = app.cache.stamp(key, &plan, ttl_secs, principal);
-            Box::pin(app.cache.fill(
+            let stamp = cx.cache.stamp(key, &plan, ttl_secs, principal);
+            Box::pin(cx.cache.fill(
                 key,
                 stamp.as_ref(),
                 &plan,
@@ -166,7 +287,7 @@ pub async fn run(
         // Stale-if-error: an old answer beats none when PostgreSQL cannot
         // give a new one.
         Err(ApiError::Exec(e)) if e.is_unavailable() || matches!(e, ExecError::Timeout) => {
-            fall_back(app, &plan, ttl_secs, principal, e)?
+            fall_back(cx, &plan, ttl_secs, principal, e)?
         }
         Err(e) => return Err(e),
     };
@@ -178,13 +299,13 @@ pub async fn run(
 
 /// The entry the cache last knew for this query and caller, or `error`.
 fn fall_back(
-    app: &App,
+    cx: &Context,
     plan: &QueryPlan,
     ttl_secs: u64,
     principal: &Principal,
     error: ExecError,
 ) -> Result<Answer, ApiError> {
-    match app.cache.fallback(plan, ttl_secs, principal, Utc::now()) {
+    match cx.cache.fallback(plan, ttl_secs, principal, Utc::now()) {
         Some((entry, outcome)) => {
             if outcome == Outcome::Stale {
                 tracing::warn!(error = %error, "database could not answer; serving a stale entry");

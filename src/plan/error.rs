@@ -1,6 +1,8 @@
 //! `PlanError`: why a data source cannot become a query, and which field of
 //! the request is to blame. Pure data.
 
+use crate::code::ErrorCode;
+
 /// A refused data source: what is wrong (`kind`) and where (`field`, the
 /// path into the request: `config.table`, `config.filters[2].value`,
 /// `filters[0].op` for a runtime filter).
@@ -86,38 +88,38 @@ impl PlanError {
     }
 
     /// Stable, snake_case: one per condition.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         use PlanErrorKind::*;
         match self.kind {
-            UnknownTable { .. } => "unknown_table",
-            UnknownColumn { .. } => "unknown_column",
-            TypeMismatch(_) => "type_mismatch",
-            InvalidValue(_) => "invalid_value",
-            OperatorNotAllowed { .. } => "operator_not_allowed",
-            AggregationNotAllowed { .. } => "aggregation_not_allowed",
-            ColumnNotAllowed { .. } => "column_not_allowed",
-            MissingColumn { .. } => "missing_column",
-            InvalidFilter(_) => "invalid_filter",
-            TooDeep { .. } => "filters_too_deep",
-            TooManyFilters { .. } => "too_many_filters",
-            TooManyValues { .. } => "too_many_values",
-            TooManyMeasures { .. } => "too_many_measures",
-            DuplicateName(_) => "duplicate_name",
-            BadAlias(_) => "invalid_name",
-            BadOrderBy(_) => "invalid_order_by",
-            InvalidLimit(_) => "invalid_limit",
-            Conflict(_) => "conflicting_fields",
+            UnknownTable { .. } => ErrorCode::UnknownTable,
+            UnknownColumn { .. } => ErrorCode::UnknownColumn,
+            TypeMismatch(_) => ErrorCode::TypeMismatch,
+            InvalidValue(_) => ErrorCode::InvalidValue,
+            OperatorNotAllowed { .. } => ErrorCode::OperatorNotAllowed,
+            AggregationNotAllowed { .. } => ErrorCode::AggregationNotAllowed,
+            ColumnNotAllowed { .. } => ErrorCode::ColumnNotAllowed,
+            MissingColumn { .. } => ErrorCode::MissingColumn,
+            InvalidFilter(_) => ErrorCode::InvalidFilter,
+            TooDeep { .. } => ErrorCode::FiltersTooDeep,
+            TooManyFilters { .. } => ErrorCode::TooManyFilters,
+            TooManyValues { .. } => ErrorCode::TooManyValues,
+            TooManyMeasures { .. } => ErrorCode::TooManyMeasures,
+            DuplicateName(_) => ErrorCode::DuplicateName,
+            BadAlias(_) => ErrorCode::InvalidName,
+            BadOrderBy(_) => ErrorCode::InvalidOrderBy,
+            InvalidLimit(_) => ErrorCode::InvalidLimit,
+            Conflict(_) => ErrorCode::ConflictingFields,
         }
     }
 
-    /// Reports a source error under another root: a saved widget's errors
-    /// read `data_source.filters[0]` rather than `config.filters[0]`.
     /// The same error at another field.
     pub fn with_field(mut self, field: String) -> Self {
         self.field = field;
         self
     }
 
+    /// Reports a source error under another root: a saved widget's errors
+    /// read `data_source.filters[0]` rather than `config.filters[0]`.
     pub fn with_source_root(mut self, root: &str) -> Self {
         if let Some(rest) = self.field.strip_prefix(SOURCE_ROOT) {
             self.field = format!("{root}{rest}");

@@ -12,6 +12,8 @@ mod source;
 mod value;
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod tests;
 
 pub use error::{PlanError, PlanErrorKind};

@@ -460,6 +460,15 @@ pub fn update(
     params: &[(String, String)],
     body: &Value,
 ) -> Result<Update, PlanError> {
+    Ok(Update {
+        set: set(table, body)?,
+        filter: required_filter(table, params)?,
+        select: select(table, params)?,
+    })
+}
+
+/// The columns an update's body sets, checked.
+fn set(table: &Table, body: &Value) -> Result<Vec<(String, Value)>, PlanError> {
     let object = body
         .as_object()
         .ok_or_else(|| invalid("body", "expected an object of the columns to change"))?;
@@ -472,11 +481,37 @@ pub fn update(
     if set.is_empty() {
         return Err(invalid("body", "nothing to change"));
     }
+    Ok(set)
+}
+
+/// An update of the row whose `id` is `id` (the action form's), giving
+/// back every column.
+pub fn update_by_id(table: &Table, id: &str, body: &Value) -> Result<Update, PlanError> {
     Ok(Update {
-        set,
-        filter: required_filter(table, params)?,
-        select: select(table, params)?,
+        set: set(table, body)?,
+        filter: id_filter(table, id)?,
+        select: all_columns(table),
     })
+}
+
+/// A delete of the row whose `id` is `id`, giving back every column.
+pub fn delete_by_id(table: &Table, id: &str) -> Result<Delete, PlanError> {
+    Ok(Delete {
+        filter: id_filter(table, id)?,
+        select: all_columns(table),
+    })
+}
+
+/// `id = <id>`, typed as the column is (a malformed id is named as
+/// `widget.id`).
+fn id_filter(table: &Table, id: &str) -> Result<Cond, PlanError> {
+    let field = "widget.id";
+    let column = table
+        .column("id")
+        .ok_or_else(|| unknown_column(table, "id", field.to_owned()))?;
+    let json =
+        serde_json::json!({"column": "id", "op": "eq", "value": typed_text(column.kind, id)});
+    FilterPlanner::new(table).filter(&json, field)
 }
 
 pub fn delete(table: &Table, params: &[(String, String)]) -> Result<Delete, PlanError> {
@@ -499,5 +534,7 @@ fn required_filter(table: &Table, params: &[(String, String)]) -> Result<Cond, P
     }
 }
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;

@@ -2,10 +2,13 @@
 //! exist, with their types and whether row-level security is on.
 //!
 //! Pure data: the planner takes identifiers only from here, never from the
-//! request. Loading it from PostgreSQL lives in `load`.
+//! request. Loading it from PostgreSQL lives in `load`; `Handle` holds the
+//! current one.
 
+mod handle;
 mod load;
 
+pub use handle::{Fetched, Handle, Served};
 pub use load::{RELOAD_CHANNEL, RELOAD_PAYLOAD, load, permissions, track_changes};
 
 use std::collections::HashMap;

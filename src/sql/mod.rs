@@ -18,6 +18,9 @@ use sea_query_sqlx::{SqlxBinder, SqlxValues};
 pub mod rest;
 pub mod widgets;
 
+#[cfg(test)]
+mod tests;
+
 /// The most bind parameters one statement may carry: PostgreSQL's wire
 /// protocol counts them in 16 bits.
 pub const MAX_PARAMETERS: usize = 65_535;

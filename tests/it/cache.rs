@@ -327,14 +327,14 @@ async fn writes_are_announced_only_while_a_cached_result_depends_on_them() {
     t.exec(insert).await;
     let start = invalidations();
     t.query(&token, json!({"table": "servers"})).await; // cached: now watched
-    assert_eq!(t.app.cache.watch.len(), 1);
+    assert_eq!(t.app.cache.watched(), 1);
     t.exec(insert).await;
     eventually("the first write heard", async || {
         invalidations() == start + 1
     })
     .await;
     // Hearing it ended the watch: the next writes are silent ...
-    eventually("the watch ended", async || t.app.cache.watch.is_empty()).await;
+    eventually("the watch ended", async || t.app.cache.watched() == 0).await;
     t.exec(insert).await;
     t.exec(insert).await;
     // ... and the next fill sees them anyway, then watches again.
@@ -403,7 +403,7 @@ async fn entries_of_a_lost_listening_session_are_never_served_again() {
         t.query(&token, count_by_status()).await.headers["x-cache"],
         "hit"
     );
-    let before = t.app.cache.versions.of(["public.servers"]).unwrap();
+    let before = t.app.cache.versions_of(["public.servers"]).unwrap();
     // The session holding the watch lock on servers is the listener's.
     let terminated: bool = sqlx::query_scalar(
         "SELECT bool_or(pg_terminate_backend(pid)) FROM pg_locks
@@ -418,8 +418,7 @@ async fn entries_of_a_lost_listening_session_are_never_served_again() {
     while t
         .app
         .cache
-        .versions
-        .of(["public.servers"])
+        .versions_of(["public.servers"])
         .is_none_or(|v| v == before)
     {
         assert!(Instant::now() < deadline, "the listener never came back");

@@ -147,3 +147,6 @@ pub fn count_own_rows(table: &Table) -> String {
         quoted(&table.name)
     )
 }
+
+#[cfg(test)]
+mod tests;

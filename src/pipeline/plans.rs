@@ -8,7 +8,7 @@
 
 use crate::plan::QueryPlan;
 use crate::schema::SchemaCache;
-use axum::body::Bytes;
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -23,17 +23,18 @@ pub struct Planned {
     pub force_refresh: bool,
 }
 
-struct Remembered {
+/// A plan, with the schema cache it was made under.
+struct PlannedUnder {
     schema: Arc<SchemaCache>,
     planned: Planned,
 }
 
 #[derive(Default)]
-pub struct Plans {
-    by_body: RwLock<HashMap<Bytes, Remembered>>,
+pub struct PlansByBody {
+    by_body: RwLock<HashMap<Bytes, PlannedUnder>>,
 }
 
-impl Plans {
+impl PlansByBody {
     /// The plan `body` gave under `schema`, if remembered.
     pub fn get(&self, body: &[u8], schema: &Arc<SchemaCache>) -> Option<Planned> {
         let map = self.by_body.read().unwrap_or_else(|e| e.into_inner());
@@ -49,7 +50,7 @@ impl Plans {
         if map.len() >= MAX_ENTRIES {
             map.clear();
         }
-        map.insert(body, Remembered { schema, planned });
+        map.insert(body, PlannedUnder { schema, planned });
     }
 }
 
@@ -80,7 +81,7 @@ mod tests {
 
     #[test]
     fn a_plan_is_reused_only_for_the_same_body_and_schema() {
-        let plans = Plans::default();
+        let plans = PlansByBody::default();
         let (s1, s2) = (schema(), schema());
         let source: DataSource = serde_json::from_str(r#"{"table":"t"}"#).unwrap();
         let planned = Planned {

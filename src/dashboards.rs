@@ -1,0 +1,383 @@
+//! The dashboard tables, PostgREST-style: reads and writes of `/rest/v1`
+//! and of the widget-data action form, as the caller.
+//!
+//! Takes a principal, a table and a parsed request (`rest`); gives rows.
+//! Every statement runs as the caller's role in one transaction, so GRANTs
+//! and the ownership policies of `migrations/0002` decide what a caller
+//! reads and changes. Widget and data-source writes are checked in that
+//! transaction, after the write and before the commit: a data source that
+//! would not compile is a 400 naming the field, and nothing is saved.
+
+use crate::auth::{Principal, Role};
+use crate::config::Quotas;
+use crate::deadline::Deadline;
+use crate::error::ApiError;
+use crate::exec::{self, Database};
+use crate::plan::Limits;
+use crate::rest;
+use crate::schema::{self, Privilege, Table};
+use crate::sql::{self, TooManyParameters};
+use crate::widgets;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The widgets' table, which the action form writes.
+const WIDGETS: &str = "dashboard_widgets";
+
+/// What the dashboard tables need of the service.
+pub struct Dashboards {
+    /// Callers' statements.
+    pub db: Arc<Database>,
+    pub schema: Arc<schema::Handle>,
+    /// Saved data sources are checked with the limits queries run under.
+    pub limits: Limits,
+    /// `CACHE_MAX_TTL_SECS`: the longest `refresh_interval` a widget may ask.
+    pub max_ttl_secs: u64,
+    /// `REST_MAX_BULK_ROWS`.
+    pub max_bulk_rows: usize,
+    pub quotas: Quotas,
+}
+
+/// A page of rows read.
+pub struct Page {
+    pub rows: Vec<Value>,
+    /// The position of the first row in the whole result.
+    pub offset: u64,
+}
+
+/// The rows a write touched, all columns, and the columns the caller
+/// asked to get back.
+pub struct Written {
+    pub rows: Vec<Value>,
+    pub select: Vec<String>,
+}
+
+/// A parsed write.
+enum Write {
+    Insert(rest::Insert),
+    Update(rest::Update),
+    Delete(rest::Delete),
+}
+
+impl Dashboards {
+    /// Reads table `name` as `principal`: `params` is the query string,
+    /// `range` the `Range` header, if any.
+    pub async fn read(
+        &self,
+        principal: &Principal,
+        name: &str,
+        params: &[(String, String)],
+        range: Option<&str>,
+        deadline: Deadline,
+    ) -> Result<Page, ApiError> {
+        let table = self.table(name)?;
+        allowed(&table, principal, Privilege::Select)?;
+        let range = range.map_or(Ok(None), rest::range);
+        // The parameters are checked first: a bad one is a 400 whatever
+        // the Range says.
+        let read = rest::read(&table, params, range.clone().unwrap_or(None))?;
+        if let Err(message) = range {
+            return Err(ApiError::RangeNotSatisfiable { message });
+        }
+        let (sql, values) = sql::rest::read(&table, &read);
+        let rows = self
+            .db
+            .query_json(principal, deadline, sqlx::AssertSqlSafe(sql), values)
+            .await?;
+        Ok(Page {
+            rows: parse(rows.get())?,
+            offset: read.offset,
+        })
+    }
+
+    /// Inserts `body` (an object or an array of them) into table `name`.
+    /// With `one_row` (`.single()`), a write of any other number of rows
+    /// is rolled back.
+    pub async fn insert(
+        &self,
+        principal: &Principal,
+        name: &str,
+        params: &[(String, String)],
+        body: &Value,
+        one_row: bool,
+        deadline: Deadline,
+    ) -> Result<Written, ApiError> {
+        let table = self.table(name)?;
+        allowed(&table, principal, Privilege::Insert)?;
+        let limit = self.max_bulk_rows;
+        if let Value::Array(rows) = body
+            && rows.len() > limit
+        {
+            return Err(ApiError::TooManyRows {
+                limit,
+                rows: rows.len(),
+            });
+        }
+        let insert = rest::insert(&table, params, body)?;
+        self.write(
+            principal,
+            &table,
+            Write::Insert(insert),
+            body,
+            one_row,
+            deadline,
+        )
+        .await
+    }
+
+    /// Changes the rows of table `name` that `params` filter to.
+    pub async fn update(
+        &self,
+        principal: &Principal,
+        name: &str,
+        params: &[(String, String)],
+        body: &Value,
+        one_row: bool,
+        deadline: Deadline,
+    ) -> Result<Written, ApiError> {
+        let table = self.table(name)?;
+        allowed(&table, principal, Privilege::Update)?;
+        let update = rest::update(&table, params, body)?;
+        self.write(
+            principal,
+            &table,
+            Write::Update(update),
+            body,
+            one_row,
+            deadline,
+        )
+        .await
+    }
+
+    /// Deletes the rows of table `name` that `params` filter to.
+    pub async fn delete(
+        &self,
+        principal: &Principal,
+        name: &str,
+        params: &[(String, String)],
+        one_row: bool,
+        deadline: Deadline,
+    ) -> Result<Written, ApiError> {
+        let table = self.table(name)?;
+        allowed(&table, principal, Privilege::Delete)?;
+        let delete = rest::delete(&table, params)?;
+        self.write(
+            principal,
+            &table,
+            Write::Delete(delete),
+            &Value::Null,
+            one_row,
+            deadline,
+        )
+        .await
+    }
+
+    /// The action form's `create_widget`: the widget row created.
+    pub async fn create_widget(
+        &self,
+        principal: &Principal,
+        widget: &Value,
+        deadline: Deadline,
+    ) -> Result<Option<Value>, ApiError> {
+        let written = self
+            .insert(principal, WIDGETS, &[], widget, false, deadline)
+            .await?;
+        Ok(written.rows.into_iter().next())
+    }
+
+    /// The action form's `update_widget`: sets `fields` on widget `id`;
+    /// the row as changed, if the caller may see it.
+    pub async fn update_widget(
+        &self,
+        principal: &Principal,
+        id: &str,
+        fields: &Value,
+        deadline: Deadline,
+    ) -> Result<Option<Value>, ApiError> {
+        let table = self.table(WIDGETS)?;
+        allowed(&table, principal, Privilege::Update)?;
+        let update = rest::update_by_id(&table, id, fields)?;
+        let written = self
+            .write(
+                principal,
+                &table,
+                Write::Update(update),
+                fields,
+                false,
+                deadline,
+            )
+            .await?;
+        Ok(written.rows.into_iter().next())
+    }
+
+    /// The action form's `delete_widget`: the row deleted, if the caller
+    /// may see it.
+    pub async fn delete_widget(
+        &self,
+        principal: &Principal,
+        id: &str,
+        deadline: Deadline,
+    ) -> Result<Option<Value>, ApiError> {
+        let table = self.table(WIDGETS)?;
+        allowed(&table, principal, Privilege::Delete)?;
+        let delete = rest::delete_by_id(&table, id)?;
+        let written = self
+            .write(
+                principal,
+                &table,
+                Write::Delete(delete),
+                &Value::Null,
+                false,
+                deadline,
+            )
+            .await?;
+        Ok(written.rows.into_iter().next())
+    }
+
+    /// Runs `write` on `table` as `principal`, checking saved widgets and
+    /// data sources before the commit. Gives the rows written, all
+    /// columns, and the columns the caller selected.
+    async fn write(
+        &self,
+        principal: &Principal,
+        table: &Table,
+        write: Write,
+        body: &Value,
+        one_row: bool,
+        deadline: Deadline,
+    ) -> Result<Written, ApiError> {
+        // The statement returns every column (the checks below need them);
+        // the caller gets back what it selected.
+        let every = all(table);
+        let deleting = matches!(write, Write::Delete(_));
+        let (sql, values, select, inserted) = match write {
+            Write::Insert(insert) => {
+                let (select, inserted) = (insert.select.clone(), insert.rows.len());
+                let (sql, values) = sql::rest::insert(
+                    table,
+                    &rest::Insert {
+                        select: every,
+                        ..insert
+                    },
+                )
+                .map_err(too_many_parameters)?;
+                (sql, values, select, inserted)
+            }
+            Write::Update(update) => {
+                let select = update.select.clone();
+                let (sql, values) = sql::rest::update(
+                    table,
+                    &rest::Update {
+                        select: every,
+                        ..update
+                    },
+                )
+                .map_err(too_many_parameters)?;
+                (sql, values, select, 0)
+            }
+            Write::Delete(delete) => {
+                let select = delete.select.clone();
+                let (sql, values) = sql::rest::delete(
+                    table,
+                    &rest::Delete {
+                        select: every,
+                        ..delete
+                    },
+                )
+                .map_err(too_many_parameters)?;
+                (sql, values, select, 0)
+            }
+        };
+        let schema = self.schema.schema();
+        let checks = widgets::Checks {
+            schema: &schema,
+            limits: &self.limits,
+            max_ttl_secs: self.max_ttl_secs,
+        };
+        widgets::check_body(&checks, &table.name, body)?;
+        let mut tx = self.db.begin_write(principal, deadline).await?;
+        if inserted > 0 {
+            self.check_quota(principal, table, &mut tx, inserted)
+                .await?;
+        }
+        let rows: Vec<Value> = parse(tx.json(sqlx::AssertSqlSafe(sql), values).await?.get())?;
+        if one_row && rows.len() != 1 {
+            // Dropping `tx` rolls the write back: nothing changed.
+            return Err(ApiError::NotSingle { rows: rows.len() });
+        }
+        if !deleting {
+            widgets::check_saved(&checks, &mut tx, &table.name, &rows).await?;
+        }
+        tx.commit().await?;
+        Ok(Written { rows, select })
+    }
+
+    /// Refuses an insert of `adding` rows that would take a user past
+    /// their quota of `table` (service_role has none). Holds the user's
+    /// quota lock for the rest of `tx`, so concurrent inserts are counted
+    /// one after the other.
+    async fn check_quota(
+        &self,
+        principal: &Principal,
+        table: &Table,
+        tx: &mut exec::WriteTx<'_>,
+        adding: usize,
+    ) -> Result<(), ApiError> {
+        if principal.role != Role::Authenticated {
+            return Ok(());
+        }
+        let quotas = &self.quotas;
+        let (what, limit) = match table.name.as_str() {
+            "dashboards" => ("dashboards", quotas.dashboards),
+            "dashboard_widgets" => ("widgets", quotas.widgets),
+            "widget_data_sources" => ("data sources", quotas.data_sources),
+            "user_filter_preferences" => ("filter preferences", quotas.filter_preferences),
+            _ => return Ok(()),
+        };
+        let (lock, key) = sql::rest::lock_own_rows(table);
+        tx.count(sqlx::AssertSqlSafe(lock), key).await?;
+        let owned = tx
+            .count(
+                sqlx::AssertSqlSafe(sql::rest::count_own_rows(table)),
+                sqlx::postgres::PgArguments::default(),
+            )
+            .await?;
+        if u64::try_from(owned).unwrap_or(0) + adding as u64 > limit {
+            return Err(ApiError::QuotaExceeded { what, limit });
+        }
+        Ok(())
+    }
+
+    /// The served table `name`, from the schema cache.
+    fn table(&self, name: &str) -> Result<Arc<Table>, ApiError> {
+        self.schema
+            .served(name)
+            .ok_or(ApiError::NotFound { what: "table" })
+    }
+}
+
+fn too_many_parameters(e: TooManyParameters) -> ApiError {
+    ApiError::TooManyParameters {
+        parameters: e.parameters,
+        limit: sql::MAX_PARAMETERS,
+    }
+}
+
+/// Refuses a role without `privilege` on `table` before anything of the
+/// request is looked at: it learns nothing of the table's columns.
+fn allowed(table: &Table, principal: &Principal, privilege: Privilege) -> Result<(), ApiError> {
+    if table.grants.allows(principal.role.as_str(), privilege) {
+        return Ok(());
+    }
+    Err(ApiError::Exec(exec::ExecError::PermissionDenied {
+        message: format!("permission denied for table {}", table.name),
+    }))
+}
+
+fn all(table: &Table) -> Vec<String> {
+    table.columns.iter().map(|c| c.name.clone()).collect()
+}
+
+fn parse<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, ApiError> {
+    Ok(serde_json::from_str(json).map_err(exec::ExecError::from)?)
+}

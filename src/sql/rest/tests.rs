@@ -1,0 +1,117 @@
+//! The PostgREST subset's SQL, rendered without a database.
+
+use crate::rest::fixtures::*;
+use crate::rest::*;
+use crate::sql;
+
+#[test]
+fn a_supabase_js_select_becomes_one_filtered_ordered_page() {
+    let t = widgets();
+    let r = read(
+        &t,
+        &params("select=id,title&dashboard_id=eq.5e2b7a1c-3d4f-4a6b-9c8d-0e1f2a3b4c5d&refresh_interval=gte.60&order=title.desc.nullslast&limit=5&offset=10"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.select, ["id", "title"]);
+    assert_eq!((r.limit, r.offset), (5, 10));
+    let (sql, _) = sql::rest::read(&t, &r);
+    assert_eq!(
+        sql,
+        r#"SELECT coalesce(array_to_json(array_agg(r.*)), '[]'::json) FROM (SELECT "id", "title" FROM "app"."dashboard_widgets" WHERE "dashboard_id" = $1 AND "refresh_interval" >= $2 ORDER BY "title" DESC NULLS LAST LIMIT $3 OFFSET $4) r"#
+    );
+}
+
+#[test]
+fn in_lists_is_null_and_range_headers() {
+    let t = widgets();
+    let r = read(
+        &t,
+        &params(r#"title=in.(a,"b,c")&refresh_interval=is.null"#),
+        range("0-9").unwrap(),
+    )
+    .unwrap();
+    assert_eq!((r.limit, r.offset), (10, 0));
+    assert_eq!(
+        range("5-").unwrap(),
+        Some(Range {
+            offset: 5,
+            limit: None
+        })
+    );
+    for unsatisfiable in ["9-0", "0-18446744073709551615", "9223372036854775808-"] {
+        assert!(range(unsatisfiable).is_err(), "{unsatisfiable}");
+    }
+    // Not a range of rows at all: ignored, as HTTP allows.
+    for ignored in ["", "x-1", "bytes=0-9", "-5", "1"] {
+        assert_eq!(range(ignored), Ok(None), "{ignored}");
+    }
+    let (sql, _) = sql::rest::read(&t, &r);
+    assert!(
+        sql.contains(r#"WHERE "title" IN ($1, $2) AND "refresh_interval" IS NULL"#),
+        "{sql}"
+    );
+}
+
+#[test]
+fn an_array_insert_fills_missing_keys_with_defaults() {
+    let t = widgets();
+    let body =
+        serde_json::json!([{"title": "a", "data_source": {"table": "servers"}}, {"title": "b"}]);
+    let i = insert(&t, &[], &body).unwrap();
+    // In key order, as the body's objects have them.
+    assert_eq!(i.columns, ["data_source", "title"]);
+    let (sql, _) = sql::rest::insert(&t, &i).unwrap();
+    assert!(
+        sql.starts_with(r#"WITH w AS (INSERT INTO "app"."dashboard_widgets" ("data_source", "title") VALUES (CAST($1 AS jsonb), CAST($2 AS text)), (DEFAULT, CAST($3 AS text)) RETURNING *)"#),
+        "{sql}"
+    );
+}
+
+#[test]
+fn an_update_stamps_updated_at() {
+    let t = widgets();
+    let u = update(
+        &t,
+        &params("id=eq.5e2b7a1c-3d4f-4a6b-9c8d-0e1f2a3b4c5d"),
+        &serde_json::json!({"title": "y"}),
+    )
+    .unwrap();
+    let (sql, _) = sql::rest::update(&t, &u).unwrap();
+    assert!(
+        sql.contains(r#"SET "title" = CAST($1 AS text), "updated_at" = now() WHERE "id" = $2"#),
+        "{sql}"
+    );
+}
+
+#[test]
+fn every_comparison_operator_renders_its_sql_operator() {
+    let t = widgets();
+    for (op, sql_op) in [
+        ("eq", "="),
+        ("neq", "<>"),
+        ("gt", ">"),
+        ("gte", ">="),
+        ("lt", "<"),
+        ("lte", "<="),
+    ] {
+        let r = read(&t, &params(&format!("refresh_interval={op}.60")), None).unwrap();
+        let (sql, _) = sql::rest::read(&t, &r);
+        assert!(
+            sql.contains(&format!(r#"WHERE "refresh_interval" {sql_op} $1"#)),
+            "{op}: {sql}"
+        );
+    }
+    let r = read(
+        &t,
+        &params("refresh_interval=not.is.null&title=ilike.*board*"),
+        None,
+    )
+    .unwrap();
+    let (sql, values) = sql::rest::read(&t, &r);
+    assert!(
+        sql.contains(r#""refresh_interval" IS NOT NULL AND ("title" ILIKE $1)"#),
+        "{sql}"
+    );
+    assert!(format!("{values:?}").contains("%board%"), "{values:?}");
+}

@@ -19,9 +19,10 @@
 //! [`widgets`] (saved widgets: loading, filter layers, checks on save).
 //!
 //! Around them: [`config`] (environment), [`app`] (shared state),
-//! [`embedded`] (a private PostgreSQL for `cargo run` and the tests),
 //! [`db`] (connect, migrate, seed) and [`error`] (the one error type that
-//! becomes an HTTP response).
+//! becomes an HTTP response). The private PostgreSQL for `cargo run` and
+//! the tests is a crate of its own in the workspace, [`embedded_pg`]
+//! (`crates/embedded-pg`), so these modules' unit tests need no database.
 
 pub mod app;
 pub mod auth;
@@ -29,7 +30,6 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod deadline;
-pub mod embedded;
 pub mod error;
 pub mod exec;
 pub mod http;

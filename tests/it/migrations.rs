@@ -2,9 +2,9 @@
 //! databases migrate, the seed loads once, and the grants and row-level
 //! security are as the service uses them.
 
+use embedded_pg::EmbeddedPostgres;
 use sqlx::{Connection, PgConnection};
 use widget_data::db::{DEMO_USER_ID, connect, is_ready, migrate, seed};
-use widget_data::embedded::EmbeddedPostgres;
 
 #[tokio::test]
 async fn migrations_apply_to_several_databases_of_one_cluster_and_seed_once() {

@@ -27,8 +27,10 @@
 //! type that becomes an HTTP response) and [`code`] (its codes).
 //!
 //! Around them: [`app`] (the components every request shares),
-//! [`listener`] (hears schema reloads and data changes), [`rate_limit`]
-//! and [`embedded`] (a private PostgreSQL for `cargo run` and the tests).
+//! [`listener`] (hears schema reloads and data changes) and
+//! [`rate_limit`]. The private PostgreSQL for `cargo run` and the tests is
+//! a crate of its own in the workspace, [`embedded_pg`]
+//! (`crates/embedded-pg`), so these modules' unit tests need no database.
 
 pub mod app;
 pub mod auth;
@@ -38,7 +40,6 @@ pub mod config;
 pub mod dashboards;
 pub mod db;
 pub mod deadline;
-pub mod embedded;
 pub mod error;
 pub mod exec;
 pub mod http;

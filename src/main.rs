@@ -2,9 +2,9 @@
 //! when `DATABASE_URL` is unset), then serve until Ctrl-C or SIGTERM.
 
 use anyhow::Context;
+use embedded_pg::{ClusterState, EmbeddedError, EmbeddedPostgres, Supervisor};
 use std::process::ExitCode;
 use widget_data::config::{Config, LogFormat};
-use widget_data::embedded::{ClusterState, EmbeddedError, EmbeddedPostgres, Supervisor};
 use widget_data::{app::App, auth, db, http};
 
 // Chosen by measurement (BENCHMARKS.md, "Idle connections"): glibc's malloc

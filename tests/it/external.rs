@@ -45,7 +45,7 @@ impl TcpCluster {
         let cluster = Self {
             dir,
             port,
-            bindir: widget_data::embedded::find_bindir().expect("PostgreSQL binaries"),
+            bindir: embedded_pg::find_bindir().expect("PostgreSQL binaries"),
             root,
         };
         cluster.run(

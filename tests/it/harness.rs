@@ -5,6 +5,7 @@
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
+use embedded_pg::EmbeddedPostgres;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};
 use std::path::PathBuf;
@@ -13,7 +14,6 @@ use std::sync::{Arc, OnceLock};
 use tower::ServiceExt;
 use widget_data::app::App;
 use widget_data::config::Config;
-use widget_data::embedded::EmbeddedPostgres;
 use widget_data::{auth, db};
 
 pub const SECRET: &str = "test-secret-for-widget-data-0123456789";

@@ -16,6 +16,7 @@ mod health;
 mod injection;
 mod instances;
 mod limits;
+mod migrations;
 mod openapi;
 mod privacy;
 mod rls;

@@ -3,12 +3,12 @@
 
 use crate::harness::*;
 use axum::http::{Method, StatusCode};
+use embedded_pg::EmbeddedPostgres;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use widget_data::app::App;
 use widget_data::db;
-use widget_data::embedded::EmbeddedPostgres;
 
 /// A migrated, seeded cluster of the test's own (so it may be stopped),
 /// under a directory named `name`, and an app on it configured with `env`.

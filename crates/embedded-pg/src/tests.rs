@@ -478,7 +478,7 @@ fn the_server_dies_with_its_owner() {
     let dir = scratch("owner");
     let marker = dir.with_extension("started");
     let mut owner = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "embedded::tests::owner_process", "--ignored"])
+        .args(["--exact", "tests::owner_process", "--ignored"])
         .env("WIDGET_DATA_OWNER_DIR", &dir)
         .env("WIDGET_DATA_OWNER_MARKER", &marker)
         .stdout(Stdio::null())

@@ -18,6 +18,7 @@ mod instances;
 mod limits;
 mod openapi;
 mod privacy;
+mod rest_doc;
 mod rls;
 mod stale;
 mod supervisor;

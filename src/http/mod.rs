@@ -9,7 +9,7 @@ mod docs;
 mod health;
 mod panics;
 mod rest;
-mod rest_doc;
+pub mod rest_doc;
 pub mod serve;
 mod unread_body;
 mod widget_data;

@@ -19,6 +19,7 @@ mod limits;
 mod migrations;
 mod openapi;
 mod privacy;
+mod rest_doc;
 mod rls;
 mod stale;
 mod supervisor;

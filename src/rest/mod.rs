@@ -26,8 +26,9 @@ pub const TABLES: &[&str] = &[
     "global_filter_defaults",
 ];
 
-/// Largest page a read returns, whatever `limit` says.
-pub const MAX_ROWS: u64 = 1000;
+/// Largest page a `/rest/v1` read returns, whatever `limit` says (not the
+/// `MAX_ROWS` setting, which caps widget queries).
+pub const MAX_PAGE_ROWS: u64 = 1000;
 
 /// Query parameters that are not filters.
 const RESERVED: &[&str] = &[
@@ -343,7 +344,7 @@ pub fn read(
         select: select(table, params)?,
         filter: filter(table, params)?,
         order,
-        limit: limit.unwrap_or(MAX_ROWS).min(MAX_ROWS),
+        limit: limit.unwrap_or(MAX_PAGE_ROWS).min(MAX_PAGE_ROWS),
         offset,
     })
 }

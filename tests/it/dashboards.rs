@@ -5,7 +5,8 @@ use crate::harness::*;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const OTHER_USER: &str = "7a0c0c39-4d5e-4f60-8a71-b2c3d4e5f607";
+/// A user who owns none of the seeded rows (not the harness's `OTHER_USER`).
+const STRANGER: &str = "7a0c0c39-4d5e-4f60-8a71-b2c3d4e5f607";
 const REPRESENTATION: (&str, &str) = ("prefer", "return=representation");
 
 async fn demo_dashboard(t: &TestApp) -> String {
@@ -115,7 +116,7 @@ async fn a_user_creates_lists_updates_and_deletes_their_widgets() {
 async fn users_see_and_change_only_their_own_rows() {
     let t = test_app().await;
     let board = demo_dashboard(&t).await;
-    let other = user(OTHER_USER);
+    let other = user(STRANGER);
     let list = format!("/rest/v1/dashboard_widgets?dashboard_id=eq.{board}");
     assert_eq!(
         t.request(Method::GET, &list, Some(&user(DEMO_USER)), None)
@@ -412,7 +413,7 @@ async fn dashboard_filters_merge_defaults_then_preferences_then_the_request() {
         .request(
             Method::POST,
             "/rest/v1/user_filter_preferences",
-            Some(&user(OTHER_USER)),
+            Some(&user(STRANGER)),
             Some(json!({"dashboard_id": board, "filter_key": "status", "value": "Offline"})),
         )
         .await;
@@ -423,7 +424,7 @@ async fn dashboard_filters_merge_defaults_then_preferences_then_the_request() {
         "INSERT INTO app.user_filter_preferences (user_id, dashboard_id, filter_key, value)
          VALUES ($1::uuid, $2::uuid, 'status', '\"Offline\"')",
     )
-    .bind(OTHER_USER)
+    .bind(STRANGER)
     .bind(board.as_str())
     .execute(&t.pool)
     .await
@@ -591,7 +592,7 @@ async fn the_action_form_creates_updates_and_deletes_with_the_same_rules() {
     );
     // Someone else's widget is not found, for updates and deletes alike.
     let theirs = act(
-        user(OTHER_USER),
+        user(STRANGER),
         json!({"action": "delete_widget", "widget": {"id": id}}),
     )
     .await;

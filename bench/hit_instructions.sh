@@ -9,6 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-5}
+# Three loopback ports from here (several runs at once need their own).
+PORT=${PORT:-18200}
 TARGET=${CARGO_TARGET_DIR:-target}
 command -v valgrind >/dev/null || { echo "bench: install valgrind"; exit 1; }
 command -v wrk >/dev/null || { echo "bench: install wrk (apt-get install wrk)"; exit 1; }
@@ -25,7 +27,7 @@ trap cleanup EXIT
 # this high it never refuses (a 429 would be counted as if it were a hit).
 export RATE_LIMIT_PER_SEC=100000000 RATE_LIMIT_BURST=100000000
 # The host of the cluster; not measured.
-DATA_DIR=$work LISTEN_ADDR=127.0.0.1:18200 RUST_LOG=warn "$bin" >"$work/out.log" 2>&1 &
+DATA_DIR=$work LISTEN_ADDR=127.0.0.1:$PORT RUST_LOG=warn "$bin" >"$work/out.log" 2>&1 &
 pids+=($!)
 until grep -q "try:" "$work/out.log"; do
   kill -0 "${pids[0]}" 2>/dev/null || { echo "bench: widget-data did not start:"; cat "$work/out.log"; exit 1; }
@@ -68,5 +70,5 @@ count() { # label binary port
 
 echo "| build | hits counted | instructions | per hit |"
 echo "|---|---|---|---|"
-count "this build ($bin)" "$bin" 18201
-[ -z "${BEFORE_BIN:-}" ] || count "before ($BEFORE_BIN)" "$BEFORE_BIN" 18202
+count "this build ($bin)" "$bin" $((PORT + 1))
+[ -z "${BEFORE_BIN:-}" ] || count "before ($BEFORE_BIN)" "$BEFORE_BIN" $((PORT + 2))

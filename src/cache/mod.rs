@@ -127,6 +127,17 @@ impl Outcome {
     }
 }
 
+/// A miss being computed: its answer, shared with identical misses, even
+/// one that is not stored; `None` when it failed (each waiter then tries
+/// for itself).
+///
+/// Hand-written rather than moka's `try_get_with`, which does not fit:
+/// it answers with any entry present, expired or not (only `get_with_if`
+/// can replace one, and it has no fallible form), while the expired entry
+/// must stay for stale-if-error if the query fails; it stores every
+/// answer it computes, while one computed without a settled watch must
+/// not be stored (`watch`); and it needs `moka::future::Cache`, whose
+/// `get` is async, on the hit path.
 type Flight = Arc<OnceCell<Option<Arc<Entry>>>>;
 
 pub struct Cache {

@@ -1,29 +1,25 @@
 //! The in-process level: entries by key, bounded in bytes, least recently
-//! used evicted first. Expired entries stay (until evicted) so they can be
-//! served stale when the database cannot answer.
+//! used evicted first (moka, with its LRU policy and a weigher). Expired
+//! entries stay (until evicted) so they can be served stale when the
+//! database cannot answer: moka knows nothing of lifetimes, the callers
+//! check `expires_at`.
+//!
+//! moka applies its bookkeeping (recency, sizes, evictions) in batches.
+//! An insert runs it at once, so the bound holds when `insert` returns,
+//! not some writes later; a hit only queues its read, as moka does.
 
 use super::Entry;
 use super::key::Key;
-use std::collections::{BTreeMap, HashMap};
+use moka::notification::RemovalCause;
+use moka::policy::EvictionPolicy;
 use std::sync::Arc;
-
-struct Slot {
-    entry: Arc<Entry>,
-    /// The tick of its last use.
-    used: u64,
-    /// Its key in `recency`: the tick it was last indexed at, which a hit
-    /// does not move (eviction catches up).
-    indexed: u64,
-}
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub struct Memory {
     capacity_bytes: usize,
-    used_bytes: usize,
-    tick: u64,
-    entries: HashMap<Key, Slot>,
-    /// Indexed tick -> key, oldest first.
-    recency: BTreeMap<u64, Key>,
-    pub evictions: u64,
+    entries: moka::sync::Cache<Key, Arc<Entry>>,
+    /// Entries evicted to stay within the bound (not replaced or removed).
+    evictions: Arc<AtomicU64>,
 }
 
 fn size(entry: &Entry) -> usize {
@@ -32,79 +28,58 @@ fn size(entry: &Entry) -> usize {
 
 impl Memory {
     pub fn new(capacity_bytes: usize) -> Self {
+        let evictions = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&evictions);
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(capacity_bytes as u64)
+            .weigher(|_, entry: &Arc<Entry>| u32::try_from(size(entry)).unwrap_or(u32::MAX))
+            .eviction_policy(EvictionPolicy::lru())
+            .eviction_listener(move |_, _, cause| {
+                if cause == RemovalCause::Size {
+                    counted.fetch_add(1, Relaxed);
+                }
+            })
+            .build();
         Self {
             capacity_bytes,
-            used_bytes: 0,
-            tick: 0,
-            entries: HashMap::new(),
-            recency: BTreeMap::new(),
-            evictions: 0,
+            entries,
+            evictions,
         }
     }
 
-    /// The entry for `key`, marked used. O(1) and allocation-free: the
-    /// recency index is brought up to date only when something is evicted.
-    pub fn get(&mut self, key: &Key) -> Option<Arc<Entry>> {
-        self.tick += 1;
-        let slot = self.entries.get_mut(key)?;
-        slot.used = self.tick;
-        Some(Arc::clone(&slot.entry))
+    /// The entry for `key`, marked used.
+    pub fn get(&self, key: &Key) -> Option<Arc<Entry>> {
+        self.entries.get(key)
     }
 
-    pub fn insert(&mut self, key: Key, entry: Arc<Entry>) {
-        let bytes = size(&entry);
-        if bytes > self.capacity_bytes {
+    pub fn insert(&self, key: Key, entry: Arc<Entry>) {
+        if size(&entry) > self.capacity_bytes {
             return; // larger than the whole level: not worth keeping
         }
-        self.remove(&key);
-        while self.used_bytes + bytes > self.capacity_bytes && self.evict_one() {}
-        self.tick += 1;
-        self.recency.insert(self.tick, key.clone());
-        self.entries.insert(
-            key,
-            Slot {
-                entry,
-                used: self.tick,
-                indexed: self.tick,
-            },
-        );
-        self.used_bytes += bytes;
+        self.entries.insert(key, entry);
+        // Evict now: a flood of large misses must not outrun the bound.
+        self.entries.run_pending_tasks();
     }
 
-    pub fn remove(&mut self, key: &Key) {
-        if let Some(slot) = self.entries.remove(key) {
-            self.recency.remove(&slot.indexed);
-            self.used_bytes -= size(&slot.entry);
-        }
+    pub fn remove(&self, key: &Key) {
+        self.entries.invalidate(key);
     }
 
-    /// Evicts the least recently used entry; false when empty.
-    fn evict_one(&mut self) -> bool {
-        while let Some((tick, oldest)) = self.recency.pop_first() {
-            let Some(slot) = self.entries.get_mut(&oldest) else {
-                continue;
-            };
-            if slot.used != tick {
-                // Used since it was indexed: index it at its last use.
-                slot.indexed = slot.used;
-                self.recency.insert(slot.used, oldest);
-                continue;
-            }
-            if let Some(slot) = self.entries.remove(&oldest) {
-                self.used_bytes -= size(&slot.entry);
-                self.evictions += 1;
-            }
-            return true;
-        }
-        false
+    /// Brings the figures below up to date (moka counts in batches).
+    pub fn sync(&self) {
+        self.entries.run_pending_tasks();
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        usize::try_from(self.entries.entry_count()).unwrap_or(usize::MAX)
     }
 
     pub fn bytes(&self) -> usize {
-        self.used_bytes
+        usize::try_from(self.entries.weighted_size()).unwrap_or(usize::MAX)
+    }
+
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Relaxed)
     }
 }
 
@@ -129,7 +104,7 @@ mod tests {
     #[test]
     fn the_least_recently_used_entry_goes_first_and_bytes_stay_bounded() {
         let one = size(&entry());
-        let mut m = Memory::new(3 * one);
+        let m = Memory::new(3 * one);
         for n in 0..3 {
             m.insert(key(n), entry());
         }
@@ -138,11 +113,23 @@ mod tests {
         m.insert(key(3), entry());
         assert!(m.get(&key(1)).is_none(), "the least recently used went");
         assert!(m.get(&key(0)).is_some() && m.get(&key(2)).is_some());
-        assert_eq!((m.len(), m.bytes(), m.evictions), (3, 3 * one, 1));
-        // Replacing an entry many times leaves no trace in the index.
+        m.sync();
+        assert_eq!((m.len(), m.bytes(), m.evictions()), (3, 3 * one, 1));
+        // Replacing an entry many times leaves no trace in the figures.
         for _ in 0..100 {
             m.insert(key(2), entry());
         }
-        assert_eq!(m.recency.len(), m.len());
+        m.sync();
+        assert_eq!((m.len(), m.bytes(), m.evictions()), (3, 3 * one, 1));
+    }
+
+    #[test]
+    fn an_entry_larger_than_the_whole_level_is_not_kept_nor_counted_as_an_eviction() {
+        let one = size(&entry());
+        let m = Memory::new(one - 1);
+        m.insert(key(0), entry());
+        m.sync();
+        assert!(m.get(&key(0)).is_none());
+        assert_eq!((m.len(), m.bytes(), m.evictions()), (0, 0, 0));
     }
 }

@@ -128,13 +128,24 @@ impl Outcome {
     }
 }
 
+/// A miss being computed: its answer, shared with identical misses, even
+/// one that is not stored; `None` when it failed (each waiter then tries
+/// for itself).
+///
+/// Hand-written rather than moka's `try_get_with`, which does not fit:
+/// it answers with any entry present, expired or not (only `get_with_if`
+/// can replace one, and it has no fallible form), while the expired entry
+/// must stay for stale-if-error if the query fails; it stores every
+/// answer it computes, while one computed without a settled watch must
+/// not be stored (`watch`); and it needs `moka::future::Cache`, whose
+/// `get` is async, on the hit path.
 type Flight = Arc<OnceCell<Option<Arc<Entry>>>>;
 
 pub struct Cache {
     versions: Versions,
     watch: Watch,
     pub stats: Stats,
-    memory: Mutex<Memory>,
+    memory: Memory,
     in_flight: Mutex<HashMap<Key, Flight>>,
     /// The durable level's database (the service's own pool, not callers').
     pool: PgPool,
@@ -149,7 +160,7 @@ impl Cache {
             versions: Versions::default(),
             watch: Watch::default(),
             stats: Stats::default(),
-            memory: Mutex::new(Memory::new(memory_bytes)),
+            memory: Memory::new(memory_bytes),
             in_flight: Mutex::new(HashMap::new()),
             pool,
             durable_writes: Arc::new(Semaphore::new(DURABLE_WRITES)),
@@ -239,7 +250,7 @@ impl Cache {
         if instance != self.instance.to_string()
             && let Some(key) = Key::parse(key)
         {
-            self.memory().remove(&key);
+            self.memory.remove(&key);
         }
     }
 
@@ -247,7 +258,7 @@ impl Cache {
     /// miss does not wait for the durable write, and a failed write only
     /// costs other instances a miss.
     fn keep(&self, key: &Key, stamp: Option<&Stamp>, widget: Option<Uuid>, entry: &Arc<Entry>) {
-        self.memory().insert(key.clone(), Arc::clone(entry));
+        self.memory.insert(key.clone(), Arc::clone(entry));
         // Without a stamp the key was already out of date when the query
         // started: other instances could never reach the row.
         let Some(stamp) = stamp.cloned() else {
@@ -320,7 +331,7 @@ impl Cache {
 
     /// A fresh entry for `key`, counting the hit.
     pub fn fresh(&self, key: &Key, now: DateTime<Utc>) -> Option<Arc<Entry>> {
-        let entry = self.memory().get(key).filter(|e| e.expires_at > now)?;
+        let entry = self.memory.get(key).filter(|e| e.expires_at > now)?;
         self.stats.hits.fetch_add(1, Relaxed);
         Some(entry)
     }
@@ -371,7 +382,7 @@ impl Cache {
                 led = true;
                 // An identical fill may have finished between our lookup
                 // and now: use it rather than run the query again.
-                if let Some(entry) = self.memory().get(key).filter(|e| e.expires_at > Utc::now()) {
+                if let Some(entry) = self.memory.get(key).filter(|e| e.expires_at > Utc::now()) {
                     self.stats.hits.fetch_add(1, Relaxed);
                     reused = true;
                     return Some(entry);
@@ -383,7 +394,7 @@ impl Cache {
                 match stored.await {
                     Ok(Ok(Some(entry))) => {
                         let entry = Arc::new(entry);
-                        self.memory().insert(key.clone(), Arc::clone(&entry));
+                        self.memory.insert(key.clone(), Arc::clone(&entry));
                         self.stats.hits.fetch_add(1, Relaxed);
                         reused = true;
                         return Some(entry);
@@ -444,11 +455,9 @@ impl Cache {
 
     /// Every figure, for the stats endpoint and `/metrics`.
     pub fn snapshot(&self) -> Snapshot {
-        let (entries, bytes, evictions) = {
-            let m = self.memory();
-            (m.len(), m.bytes(), m.evictions)
-        };
-        self.stats.snapshot(entries, bytes, evictions)
+        let m = &self.memory;
+        m.sync();
+        self.stats.snapshot(m.len(), m.bytes(), m.evictions())
     }
 
     /// When the database cannot answer: the entry for the same query and
@@ -472,7 +481,7 @@ impl Cache {
             .iter()
             .map(|(t, v)| (t.as_str(), v.as_str()))
             .collect();
-        let entry = self.memory().get(&key::key(
+        let entry = self.memory.get(&key::key(
             plan,
             ttl_secs,
             &versions,
@@ -486,10 +495,6 @@ impl Cache {
             self.stats.stale_serves.fetch_add(1, Relaxed);
             Some((entry, Outcome::Stale))
         }
-    }
-
-    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
-        self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Flight>> {

@@ -16,8 +16,6 @@ use crate::sql;
 use serde::Deserialize;
 use sqlx::Arguments;
 use sqlx::postgres::PgArguments;
-use std::collections::HashMap;
-use std::sync::Mutex;
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -61,24 +59,25 @@ pub fn default_ttl_secs(widget_type: &str) -> Option<u64> {
 
 /// The definition of each widget as last loaded for each caller, so that
 /// while the database cannot be asked for a widget, its cached data can
-/// still be served (stale-if-error). Bounded: forgotten wholesale when full.
-#[derive(Default)]
-pub struct LastDefinitions(Mutex<HashMap<(Uuid, String), SavedWidget>>);
+/// still be served (stale-if-error). Bounded (moka): past
+/// `REMEMBERED_MAX`, the least asked for go first.
+pub struct LastDefinitions(moka::sync::Cache<(Uuid, String), SavedWidget>);
 
-const REMEMBERED_MAX: usize = 10_000;
+const REMEMBERED_MAX: u64 = 10_000;
+
+impl Default for LastDefinitions {
+    fn default() -> Self {
+        Self(moka::sync::Cache::new(REMEMBERED_MAX))
+    }
+}
 
 impl LastDefinitions {
     fn keep(&self, id: Uuid, scope: String, widget: &SavedWidget) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= REMEMBERED_MAX {
-            map.clear();
-        }
-        map.insert((id, scope), widget.clone());
+        self.0.insert((id, scope), widget.clone());
     }
 
     fn last(&self, id: Uuid, scope: String) -> Option<SavedWidget> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&(id, scope)).cloned()
+        self.0.get(&(id, scope))
     }
 }
 

@@ -3,18 +3,18 @@
 //!
 //! A plan depends only on the body and the schema cache (never on the
 //! caller), so it is reused only while the schema cache it was made from is
-//! the current one. Bounded: small bodies only, and forgotten wholesale when
-//! full, since a dashboard sends the same few bodies over and over.
+//! the current one. Bounded (moka): small bodies only, and the bodies asked
+//! for least often go first, since a dashboard sends the same few bodies
+//! over and over.
 
 use crate::plan::QueryPlan;
 use crate::schema::SchemaCache;
 use bytes::Bytes;
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// Larger bodies are planned every time.
 const MAX_BODY_BYTES: usize = 4096;
-const MAX_ENTRIES: usize = 4096;
+const MAX_ENTRIES: u64 = 4096;
 
 /// What a body asked for.
 #[derive(Clone)]
@@ -24,33 +24,36 @@ pub struct Planned {
 }
 
 /// A plan, with the schema cache it was made under.
+#[derive(Clone)]
 struct PlannedUnder {
     schema: Arc<SchemaCache>,
     planned: Planned,
 }
 
-#[derive(Default)]
 pub struct PlansByBody {
-    by_body: RwLock<HashMap<Bytes, PlannedUnder>>,
+    by_body: moka::sync::Cache<Bytes, PlannedUnder>,
+}
+
+impl Default for PlansByBody {
+    fn default() -> Self {
+        Self {
+            by_body: moka::sync::Cache::new(MAX_ENTRIES),
+        }
+    }
 }
 
 impl PlansByBody {
     /// The plan `body` gave under `schema`, if remembered.
     pub fn get(&self, body: &[u8], schema: &Arc<SchemaCache>) -> Option<Planned> {
-        let map = self.by_body.read().unwrap_or_else(|e| e.into_inner());
-        let r = map.get(body)?;
-        Arc::ptr_eq(&r.schema, schema).then(|| r.planned.clone())
+        let r = self.by_body.get(body)?;
+        Arc::ptr_eq(&r.schema, schema).then_some(r.planned)
     }
 
     pub fn remember(&self, body: Bytes, schema: Arc<SchemaCache>, planned: Planned) {
         if body.len() > MAX_BODY_BYTES {
             return;
         }
-        let mut map = self.by_body.write().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_ENTRIES {
-            map.clear();
-        }
-        map.insert(body, PlannedUnder { schema, planned });
+        self.by_body.insert(body, PlannedUnder { schema, planned });
     }
 }
 

@@ -160,6 +160,30 @@ impl Database {
         &self.health
     }
 
+    /// Whether the database answers within `timeout` with the newest
+    /// migration applied; otherwise why not. A database that does not
+    /// answer is suspected (the probe looks).
+    pub async fn ready(&self, timeout: Duration) -> Result<(), &'static str> {
+        const UNAVAILABLE: &str = "the database is unavailable";
+        if self.health.is_down() {
+            return Err(UNAVAILABLE);
+        }
+        match tokio::time::timeout(timeout, crate::db::is_ready(&self.pool)).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err("the database schema is not migrated"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness check failed");
+                self.health.suspect();
+                Err(UNAVAILABLE)
+            }
+            Err(_) => {
+                tracing::warn!("readiness check timed out");
+                self.health.suspect();
+                Err(UNAVAILABLE)
+            }
+        }
+    }
+
     /// Runs `sql` (which must return one row with one `json` column) as
     /// `principal` in a READ ONLY transaction, and returns that JSON
     /// untouched.

@@ -53,25 +53,9 @@ pub async fn health(State(app): State<Arc<App>>) -> Json<Health> {
         (status = 503, description = "Database unreachable or not migrated", body = ErrorBody),
     ))]
 pub async fn ready(State(app): State<Arc<App>>) -> Result<Json<Status>, ApiError> {
-    if app.db.health().is_down() {
-        return Err(not_ready("the database is unavailable"));
-    }
-    match tokio::time::timeout(READY_TIMEOUT, crate::db::is_ready(app.db.pool())).await {
-        Ok(Ok(true)) => Ok(Json(Status { status: "ok" })),
-        Ok(Ok(false)) => Err(not_ready("the database schema is not migrated")),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            app.db.health().suspect();
-            Err(not_ready("the database is unavailable"))
-        }
-        Err(_) => {
-            tracing::warn!("readiness check timed out");
-            app.db.health().suspect();
-            Err(not_ready("the database is unavailable"))
-        }
-    }
-}
-
-fn not_ready(message: &'static str) -> ApiError {
-    ApiError::NotReady { message }
+    app.db
+        .ready(READY_TIMEOUT)
+        .await
+        .map_err(|message| ApiError::NotReady { message })?;
+    Ok(Json(Status { status: "ok" }))
 }

@@ -28,12 +28,14 @@
 //!
 //! Around them: [`app`] (the components every request shares),
 //! [`listener`] (hears schema reloads and data changes) and
-//! [`rate_limit`]. The private PostgreSQL for `cargo run` and the tests is
+//! [`rate_limit`]. [`bundles`] pins and serves third-party widget
+//! bundles. The private PostgreSQL for `cargo run` and the tests is
 //! a crate of its own in the workspace, [`embedded_pg`]
 //! (`crates/embedded-pg`), so these modules' unit tests need no database.
 
 pub mod app;
 pub mod auth;
+pub mod bundles;
 pub mod cache;
 pub mod code;
 pub mod config;

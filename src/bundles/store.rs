@@ -285,9 +285,11 @@ impl Blobs {
                 let mut builder = AmazonS3Builder::new()
                     .with_bucket_name(bucket)
                     .with_region(region)
-                    .with_allow_http(*allow_http)
+                    // The options carry allow_http: set it on them, as
+                    // they replace whatever the builder had.
                     .with_client_options(
                         ClientOptions::new()
+                            .with_allow_http(*allow_http)
                             .with_connect_timeout(Duration::from_secs(5))
                             .with_timeout(Duration::from_secs(30)),
                     )

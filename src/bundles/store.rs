@@ -341,16 +341,12 @@ impl Blobs {
             compress(bytes.clone(), Encoding::Gzip),
             compress(bytes.clone(), Encoding::Brotli),
         )?;
-        // The variants first: a stored bundle always has both. One found
-        // already written (a registration that stopped half-way, or one
-        // running beside this) is as good as ours.
-        for (encoding, variant) in [(Encoding::Gzip, gzip), (Encoding::Brotli, brotli)] {
-            let variant_key = self::key(&sha256, encoding);
-            match self.create(&variant_key, variant).await {
-                Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => {}
-                Err(source) => return Err(object_error(&variant_key, source)),
-            }
-        }
+        // The variants first (both at once): a stored bundle always has
+        // both.
+        tokio::try_join!(
+            self.create_variant(&sha256, Encoding::Gzip, gzip),
+            self.create_variant(&sha256, Encoding::Brotli, brotli),
+        )?;
         match self.create(&key, bytes.clone()).await {
             Ok(()) => Ok(stored(false)),
             // The same bytes, registered at the same time by another.
@@ -386,6 +382,21 @@ impl Blobs {
             .await
             .map(Some)
             .map_err(|source| object_error(&key, source))
+    }
+
+    /// One found already written (by a registration that stopped
+    /// half-way, or one running beside this) is as good as ours.
+    async fn create_variant(
+        &self,
+        sha256: &str,
+        encoding: Encoding,
+        bytes: Bytes,
+    ) -> Result<(), StoreError> {
+        let key = key(sha256, encoding);
+        match self.create(&key, bytes).await {
+            Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(source) => Err(object_error(&key, source)),
+        }
     }
 
     async fn create(&self, key: &Key, bytes: Bytes) -> Result<(), object_store::Error> {

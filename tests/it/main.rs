@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth;
+mod bundle_store;
 mod cache;
 mod compile;
 mod contract;

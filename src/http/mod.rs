@@ -132,7 +132,7 @@ pub fn router(app: Arc<App>) -> Router {
                     .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(cors::Cors),
+                .layer(cors::layer()),
         )
 }
 

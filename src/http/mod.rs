@@ -22,9 +22,7 @@ use crate::error::ApiError;
 use axum::Router;
 use axum::http::{HeaderName, Request};
 use std::sync::Arc;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -118,7 +116,8 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(panics::layer())
         .layer(
             tower::ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::default()))
+                // A client's own x-request-id is kept; else a random v4.
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                         let id = req
@@ -134,44 +133,4 @@ pub fn router(app: Arc<App>) -> Router {
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(cors::layer()),
         )
-}
-
-/// Request ids shaped like UUIDs (v4), unique per process, made without a
-/// system call: a random per-process seed and a counter, mixed.
-#[derive(Clone)]
-struct RequestIds {
-    seed: u64,
-    next: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl Default for RequestIds {
-    fn default() -> Self {
-        let (seed, _) = uuid::Uuid::new_v4().as_u64_pair();
-        Self {
-            seed,
-            next: Arc::default(),
-        }
-    }
-}
-
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // splitmix64: a bijection, so distinct counters give distinct ids.
-        let mix = |mut z: u64| {
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
-        let hi = mix(self.seed);
-        let lo = mix(n ^ self.seed.rotate_left(32));
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&hi.to_be_bytes());
-        bytes[8..].copy_from_slice(&lo.to_be_bytes());
-        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
-        let mut text = uuid::Uuid::encode_buffer();
-        axum::http::HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
-            .ok()
-            .map(RequestId::new)
-    }
 }

@@ -140,7 +140,7 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// The access log's line for an answer, as `ACCESS_LOG` chooses. The
 /// request's span (its id, method and path) is in the line; the status and
-/// the latency are plain integers, recorded without formatting.
+/// the latency (in µs, so a hit does not read "0 ms") are plain integers.
 #[derive(Clone, Copy)]
 struct AccessLine(AccessLog);
 

@@ -6,6 +6,9 @@
 # share of a request is not in them), over DUR seconds of hits on one
 # connection after a warm-up, for this checkout's release build and then,
 # if given, BEFORE_BIN, both serving the same embedded cluster.
+# The measured builds run in their default configuration, access log and
+# all (written to a file, as a service's output usually is); set RUST_LOG
+# or ACCESS_LOG to measure another. KEEP=dir keeps the callgrind files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-5}
@@ -40,7 +43,7 @@ secret=$(awk '/dev JWT secret:/ {print $4; exit}' "$work/out.log")
 
 count() { # label binary port
   local out="$work/$3.callgrind" url=http://127.0.0.1:$3/functions/v1/widget-data
-  DATABASE_URL=$database_url JWT_SECRET=$secret LISTEN_ADDR=127.0.0.1:$3 RUST_LOG=warn \
+  DATABASE_URL=$database_url JWT_SECRET=$secret LISTEN_ADDR=127.0.0.1:$3 \
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$2" >"$work/$3.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
@@ -66,6 +69,7 @@ count() { # label binary port
   echo "| $1 | $requests | $instructions | $(( instructions / requests )) |"
   kill "$pid"
   wait "$pid" 2>/dev/null || true
+  [ -z "${KEEP:-}" ] || cp "$out"* "$KEEP"/
 }
 
 echo "| build | hits counted | instructions | per hit |"

@@ -5,6 +5,9 @@
 #   BEFORE_BIN=path              also measure hits of another build (say,
 #                                main's) on the same database, alternating
 #   HITS_ONLY=1                  stop after the cache hits
+# The servers run in their default configuration, access log included
+# (written to a file, as a service's output usually is): set RUST_LOG or
+# ACCESS_LOG to measure a quieter one.
 # Needs wrk (apt-get install wrk) and the PostgreSQL binaries (pgbench).
 # Everything runs on loopback against a throwaway embedded cluster.
 set -euo pipefail
@@ -29,7 +32,7 @@ trap cleanup EXIT
 # limit stays on (its check is part of every hit) but this high it never
 # answers 429, which would measure the refusal instead of the hit.
 export RATE_LIMIT_PER_SEC=100000000 RATE_LIMIT_BURST=100000000
-DATA_DIR=$work LISTEN_ADDR=127.0.0.1:18080 RUST_LOG=warn "$bin" >"$work/out.log" 2>&1 &
+DATA_DIR=$work LISTEN_ADDR=127.0.0.1:18080 "$bin" >"$work/out.log" 2>&1 &
 pids+=($!)
 until grep -q "try:" "$work/out.log"; do
   kill -0 "${pids[0]}" 2>/dev/null || { echo "bench: widget-data did not start:"; cat "$work/out.log"; exit 1; }
@@ -72,15 +75,15 @@ if [ -n "${BEFORE_BIN:-}" ]; then
   # The other build serves the same cluster with the same (dev) secret.
   DATABASE_URL=$(awk '/database: / {print $2; exit}' "$work/out.log") \
     JWT_SECRET=$(awk '/dev JWT secret:/ {print $4; exit}' "$work/out.log") \
-    LISTEN_ADDR=127.0.0.1:18082 RUST_LOG=warn "$BEFORE_BIN" >"$work/before.log" 2>&1 &
+    LISTEN_ADDR=127.0.0.1:18082 "$BEFORE_BIN" >"$work/before.log" 2>&1 &
   pids+=($!)
   until grep -qs "listening on" "$work/before.log"; do
     kill -0 "${pids[-1]}" 2>/dev/null || { echo "bench: $BEFORE_BIN did not start:"; cat "$work/before.log"; exit 1; }
     sleep 0.2
   done
   before_url=http://127.0.0.1:18082/functions/v1/widget-data
-  curl -s "$before_url" -H "Authorization: Bearer $TOKEN" -d "$BODY" >/dev/null   # fill its memory level
-  curl -s "$before_url" -H "Authorization: Bearer $TOKEN" -d "$BODY" | grep -q '"cached":true' \
+  curl -s "$before_url" -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" -d "$BODY" >/dev/null   # fill its memory level
+  curl -s "$before_url" -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" -d "$BODY" | grep -q '"cached":true' \
     || { echo "bench: the before build's second request was not a hit"; exit 1; }
 fi
 sleep 0.5

@@ -18,6 +18,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which answers get a line in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessLog {
+    /// Every answer.
+    All,
+    /// Answers with a status of 400 or more.
+    Errors,
+    /// None (failures are still logged where they are handled).
+    Off,
+}
+
 #[derive(Clone)]
 pub struct Config {
     /// `None`: start the embedded PostgreSQL under `data_dir`.
@@ -42,6 +53,7 @@ pub struct Config {
     pub cache_table_max_mb: u64,
     pub seed: bool,
     pub log_format: LogFormat,
+    pub access_log: AccessLog,
     /// Connections for callers' queries (the service's own work has a
     /// small pool of its own).
     pub db_pool_size: u32,
@@ -157,6 +169,14 @@ impl Config {
                 Some("json") => LogFormat::Json,
                 Some(other) => return Err(invalid("LOG_FORMAT", other, "must be pretty or json")),
             },
+            access_log: match get("ACCESS_LOG").as_deref() {
+                None | Some("all") => AccessLog::All,
+                Some("errors") => AccessLog::Errors,
+                Some("off") => AccessLog::Off,
+                Some(other) => {
+                    return Err(invalid("ACCESS_LOG", other, "must be all, errors or off"));
+                }
+            },
             db_pool_size: u32::try_from(positive(&get, "DB_POOL_SIZE", 16)?)
                 .map_err(|_| invalid("DB_POOL_SIZE", "", "is too large"))?,
             max_queries_per_caller: u32::try_from(positive(&get, "MAX_QUERIES_PER_CALLER", 4)?)
@@ -256,6 +276,7 @@ impl fmt::Debug for Config {
             .field("cache_table_max_mb", &self.cache_table_max_mb)
             .field("seed", &self.seed)
             .field("log_format", &self.log_format)
+            .field("access_log", &self.access_log)
             .field("db_pool_size", &self.db_pool_size)
             .field("max_queries_per_caller", &self.max_queries_per_caller)
             .field("rate_limit_per_sec", &self.rate_limit_per_sec)
@@ -305,6 +326,7 @@ mod tests {
         );
         assert!(c.seed);
         assert_eq!(c.log_format, LogFormat::Pretty);
+        assert_eq!(c.access_log, AccessLog::All);
         assert_eq!(c.db_pool_size, 16);
         assert_eq!(c.max_queries_per_caller, 4);
         assert_eq!((c.rate_limit_per_sec, c.rate_limit_burst), (100, 200));
@@ -361,6 +383,8 @@ mod tests {
         }
         let err = config(&[("SEED", "maybe")]).unwrap_err();
         assert!(err.to_string().starts_with("SEED"), "{err}");
+        let err = config(&[("ACCESS_LOG", "some")]).unwrap_err();
+        assert!(err.to_string().starts_with("ACCESS_LOG"), "{err}");
         for (name, value) in [
             ("HTTP_HEADER_TIMEOUT_SECS", "0"),
             ("HTTP_HEADER_TIMEOUT_SECS", "10s"),
@@ -374,6 +398,17 @@ mod tests {
             config(&[("JWT_SECRET", "short")]).unwrap_err(),
             ConfigError::ShortJwtSecret
         );
+    }
+
+    #[test]
+    fn the_access_log_is_chosen_by_its_variable() {
+        for (value, chosen) in [
+            ("all", AccessLog::All),
+            ("errors", AccessLog::Errors),
+            ("off", AccessLog::Off),
+        ] {
+            assert_eq!(config(&[("ACCESS_LOG", value)]).unwrap().access_log, chosen);
+        }
     }
 
     #[test]

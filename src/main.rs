@@ -31,7 +31,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_format);
+    // Held to the end: dropping it writes out the lines still queued.
+    let _log_writer = init_logging(config.log_format);
     http::install_panic_hook();
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -156,13 +157,51 @@ async fn report_cluster(
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A request only queues its line (up to 128k lines; past that they are
+    // dropped, not waited for): a writer thread writes them to stdout, a
+    // batch to a system call, so a slow terminal or pipe never holds up
+    // an answer.
+    let (writer, guard) = tracing_appender::non_blocking(Batched(
+        std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+    ));
+    // Colour only for a person at a terminal: in a file or a log collector
+    // the escape codes are noise, and rendering them costs.
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(colour);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
+    }
+    guard
+}
+
+/// Stdout for the log's writer thread, which flushes after each batch of
+/// queued lines: a pause after each flush lets the next lines queue up
+/// meanwhile, so a busy service neither wakes the thread nor makes a
+/// system call for every line. A line waits at most this pause.
+struct Batched(std::io::BufWriter<std::io::Stdout>);
+
+impl Batched {
+    const PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+}
+
+impl std::io::Write for Batched {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()?;
+        std::thread::sleep(Self::PAUSE);
+        Ok(())
     }
 }
 

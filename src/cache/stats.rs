@@ -1,8 +1,12 @@
 //! Counters and latencies of the cache, for the stats endpoint and
 //! `/metrics`. Lock-free counters; latencies in a small window of recent
-//! answers per kind.
+//! answers per kind (the stats endpoint's mean and p95) and in a
+//! Prometheus histogram in seconds (`/metrics`, which sums across
+//! instances). Takes nothing but what it is told; does no I/O.
 
 use chrono::{DateTime, Utc};
+use metrics::{Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -10,7 +14,20 @@ use std::time::Duration;
 /// Latencies kept per kind for mean and p95.
 const WINDOW: usize = 2048;
 
-#[derive(Default)]
+/// The exporter keeps each recorded latency until it is folded into the
+/// histogram's buckets, which a scrape does; folding every so many answers
+/// too bounds that memory when nobody scrapes.
+const FOLD_EVERY: u64 = 4096;
+
+const ANSWER_SECONDS: &str = "widget_data_answer_duration_seconds";
+
+/// From 100 µs (a hit) to 10 s (a slow query; QUERY_TIMEOUT_MS is 5 s by
+/// default), about three buckets per decade.
+const ANSWER_SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
 pub struct Stats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
@@ -23,6 +40,141 @@ pub struct Stats {
     last_invalidation_ms: AtomicI64,
     cached_latency: Window,
     uncached_latency: Window,
+    metrics: Metrics,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            hits: AtomicU64::default(),
+            misses: AtomicU64::default(),
+            coalesced: AtomicU64::default(),
+            stale_serves: AtomicU64::default(),
+            executions: AtomicU64::default(),
+            invalidations: AtomicU64::default(),
+            last_invalidation_ms: AtomicI64::default(),
+            cached_latency: Window::default(),
+            uncached_latency: Window::default(),
+            metrics: Metrics::new(),
+        }
+    }
+}
+
+/// The `/metrics` figures, in a Prometheus recorder of this `Stats`'s own:
+/// never the process-wide one, which can be installed only once, so every
+/// `App` (tests start many in one process) counts for itself.
+struct Metrics {
+    handle: PrometheusHandle,
+    cached_seconds: Histogram,
+    uncached_seconds: Histogram,
+    hits: Counter,
+    misses: Counter,
+    coalesced: Counter,
+    stale_serves: Counter,
+    executions: Counter,
+    evictions: Counter,
+    invalidations: Counter,
+    hit_rate: Gauge,
+    entries: Gauge,
+    bytes: Gauge,
+    last_invalidation: Gauge,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(ANSWER_SECONDS.into()), ANSWER_SECONDS_BUCKETS)
+            // The buckets are constants, never empty.
+            .expect("histogram buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        // The handles are made once: recording through one later costs no
+        // lookup by name.
+        metrics::with_local_recorder(&recorder, || {
+            use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge};
+            describe_histogram!(
+                ANSWER_SECONDS,
+                metrics::Unit::Seconds,
+                "Time to answer a widget's data request, by whether the cache answered."
+            );
+            let counters = [
+                (
+                    "widget_data_cache_hits_total",
+                    "Answers served from the cache.",
+                ),
+                (
+                    "widget_data_cache_misses_total",
+                    "Answers computed by a query.",
+                ),
+                (
+                    "widget_data_cache_coalesced_total",
+                    "Answers that waited for an identical miss.",
+                ),
+                (
+                    "widget_data_cache_stale_serves_total",
+                    "Expired answers served because the database could not answer.",
+                ),
+                (
+                    "widget_data_query_executions_total",
+                    "Queries run against PostgreSQL.",
+                ),
+                (
+                    "widget_data_cache_evictions_total",
+                    "Entries evicted to stay within CACHE_MEMORY_MB.",
+                ),
+                (
+                    "widget_data_cache_invalidations_total",
+                    "Data changes heard.",
+                ),
+            ]
+            .map(|(name, help)| {
+                describe_counter!(name, help);
+                counter!(name)
+            });
+            let gauges = [
+                (
+                    "widget_data_cache_hit_rate",
+                    "Hits over all cacheable answers.",
+                ),
+                ("widget_data_cache_entries", "Entries in the memory level."),
+                ("widget_data_cache_bytes", "Bytes held by the memory level."),
+                (
+                    "widget_data_cache_last_invalidation_timestamp_seconds",
+                    "When the last data change was heard (0: never).",
+                ),
+            ]
+            .map(|(name, help)| {
+                describe_gauge!(name, help);
+                gauge!(name)
+            });
+            let [
+                hits,
+                misses,
+                coalesced,
+                stale_serves,
+                executions,
+                evictions,
+                invalidations,
+            ] = counters;
+            let [hit_rate, entries, bytes, last_invalidation] = gauges;
+            Self {
+                handle,
+                cached_seconds: metrics::histogram!(ANSWER_SECONDS, "cached" => "true"),
+                uncached_seconds: metrics::histogram!(ANSWER_SECONDS, "cached" => "false"),
+                hits,
+                misses,
+                coalesced,
+                stale_serves,
+                executions,
+                evictions,
+                invalidations,
+                hit_rate,
+                entries,
+                bytes,
+                last_invalidation,
+            }
+        })
+    }
 }
 
 /// A ring of the latest `WINDOW` latencies (as f64 bits; 0 = empty slot),
@@ -42,10 +194,12 @@ impl Default for Window {
 }
 
 impl Window {
-    fn record(&self, ms: f64) {
-        let i = self.next.fetch_add(1, Relaxed) as usize % WINDOW;
+    /// Returns how many were recorded before this one.
+    fn record(&self, ms: f64) -> u64 {
+        let n = self.next.fetch_add(1, Relaxed);
         // Never 0.0 exactly, which marks an empty slot.
-        self.slots[i].store(ms.max(f64::MIN_POSITIVE).to_bits(), Relaxed);
+        self.slots[n as usize % WINDOW].store(ms.max(f64::MIN_POSITIVE).to_bits(), Relaxed);
+        n
     }
 
     fn summary(&self) -> Latency {
@@ -106,13 +260,16 @@ impl Stats {
     }
 
     pub fn record(&self, cached: bool, elapsed: Duration) {
-        let ms = elapsed.as_secs_f64() * 1000.0;
-        if cached {
-            &self.cached_latency
+        let (window, histogram) = if cached {
+            (&self.cached_latency, &self.metrics.cached_seconds)
         } else {
-            &self.uncached_latency
+            (&self.uncached_latency, &self.metrics.uncached_seconds)
+        };
+        let secs = elapsed.as_secs_f64();
+        histogram.record(secs);
+        if window.record(secs * 1000.0) % FOLD_EVERY == FOLD_EVERY - 1 {
+            self.metrics.handle.run_upkeep();
         }
-        .record(ms);
     }
 
     pub fn snapshot(&self, entries: usize, bytes: usize, evictions: u64) -> Snapshot {
@@ -150,101 +307,33 @@ impl Stats {
     }
 }
 
-impl Snapshot {
-    /// The Prometheus text exposition format.
-    pub fn prometheus(&self) -> String {
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-            out.push_str(&format!(
-                "# HELP widget_data_{name} {help}\n# TYPE widget_data_{name} {kind}\nwidget_data_{name} {value}\n"
-            ));
-        };
-        metric(
-            "cache_hits_total",
-            "counter",
-            "Answers served from the cache.",
-            self.hits.to_string(),
-        );
-        metric(
-            "cache_misses_total",
-            "counter",
-            "Answers computed by a query.",
-            self.misses.to_string(),
-        );
-        metric(
-            "cache_hit_rate",
-            "gauge",
-            "Hits over all cacheable answers.",
-            self.hit_rate.to_string(),
-        );
-        metric(
-            "cache_coalesced_total",
-            "counter",
-            "Answers that waited for an identical miss.",
-            self.coalesced.to_string(),
-        );
-        metric(
-            "cache_stale_serves_total",
-            "counter",
-            "Expired answers served because the database could not answer.",
-            self.stale_serves.to_string(),
-        );
-        metric(
-            "query_executions_total",
-            "counter",
-            "Queries run against PostgreSQL.",
-            self.executions.to_string(),
-        );
-        metric(
-            "cache_entries",
-            "gauge",
-            "Entries in the memory level.",
-            self.entries.to_string(),
-        );
-        metric(
-            "cache_bytes",
-            "gauge",
-            "Bytes held by the memory level.",
-            self.bytes.to_string(),
-        );
-        metric(
-            "cache_evictions_total",
-            "counter",
-            "Entries evicted to stay within CACHE_MEMORY_MB.",
-            self.evictions.to_string(),
-        );
-        metric(
-            "cache_invalidations_total",
-            "counter",
-            "Data changes heard.",
-            self.invalidations.to_string(),
-        );
-        metric(
-            "cache_last_invalidation_timestamp_seconds",
-            "gauge",
-            "When the last data change was heard (0: never).",
-            self.last_invalidation_at
-                .map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0)
-                .to_string(),
-        );
-        for (kind, l) in [
-            ("cached", self.cached_latency),
-            ("uncached", self.uncached_latency),
+impl Stats {
+    /// The Prometheus text exposition format: the counters and gauges of
+    /// `snapshot` (taken from this `Stats`) and the latency histograms.
+    pub fn prometheus(&self, snapshot: &Snapshot) -> String {
+        let m = &self.metrics;
+        // The atomics above stay the one count, shared with the stats
+        // endpoint; the exporter's counters only ever move up to them.
+        for (counter, value) in [
+            (&m.hits, snapshot.hits),
+            (&m.misses, snapshot.misses),
+            (&m.coalesced, snapshot.coalesced),
+            (&m.stale_serves, snapshot.stale_serves),
+            (&m.executions, snapshot.executions),
+            (&m.evictions, snapshot.evictions),
+            (&m.invalidations, snapshot.invalidations),
         ] {
-            metric(
-                &format!("{kind}_latency_mean_ms"),
-                "gauge",
-                &format!("Mean latency of recent {kind} answers."),
-                l.mean_ms.to_string(),
-            );
-            metric(
-                &format!("{kind}_latency_p95_ms"),
-                "gauge",
-                &format!("95th percentile latency of recent {kind} answers."),
-                l.p95_ms.to_string(),
-            );
+            counter.absolute(value);
         }
-        out
+        m.hit_rate.set(snapshot.hit_rate);
+        m.entries.set(snapshot.entries as f64);
+        m.bytes.set(snapshot.bytes as f64);
+        m.last_invalidation.set(
+            snapshot
+                .last_invalidation_at
+                .map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0),
+        );
+        m.handle.render()
     }
 }
 
@@ -263,9 +352,80 @@ mod tests {
         assert!((snap.cached_latency.mean_ms - 50.5).abs() < 0.01);
         assert!((snap.cached_latency.p95_ms - 95.0).abs() < 0.01);
         assert_eq!(snap.uncached_latency.samples, 0);
+    }
+
+    fn lines(text: &str) -> Vec<&str> {
+        text.lines().collect()
+    }
+
+    #[test]
+    fn metrics_give_latencies_as_histograms_in_seconds() {
+        let s = Stats::default();
+        for ms in 1..=100 {
+            s.record(true, Duration::from_millis(ms));
+        }
+        s.record(false, Duration::from_millis(2000));
+        let text = s.prometheus(&s.snapshot(0, 0, 0));
+        let lines = lines(&text);
+        for line in [
+            "# TYPE widget_data_answer_duration_seconds histogram",
+            r#"widget_data_answer_duration_seconds_bucket{cached="true",le="0.05"} 50"#,
+            r#"widget_data_answer_duration_seconds_bucket{cached="true",le="0.1"} 100"#,
+            r#"widget_data_answer_duration_seconds_bucket{cached="true",le="+Inf"} 100"#,
+            r#"widget_data_answer_duration_seconds_count{cached="true"} 100"#,
+            r#"widget_data_answer_duration_seconds_bucket{cached="false",le="1"} 0"#,
+            r#"widget_data_answer_duration_seconds_bucket{cached="false",le="2.5"} 1"#,
+            r#"widget_data_answer_duration_seconds_sum{cached="false"} 2"#,
+        ] {
+            assert!(lines.contains(&line), "{line} missing from\n{text}");
+        }
+        // Windowed figures can't be summed across instances: none are shown.
+        assert!(!text.contains("p95") && !text.contains("mean"), "{text}");
+    }
+
+    #[test]
+    fn metrics_show_the_counts_the_stats_endpoint_shows() {
+        let s = Stats::default();
+        s.hits.fetch_add(3, Relaxed);
+        s.misses.fetch_add(1, Relaxed);
+        s.invalidated();
+        let text = s.prometheus(&s.snapshot(7, 1024, 2));
+        let lines = lines(&text);
+        for line in [
+            "# TYPE widget_data_cache_hits_total counter",
+            "widget_data_cache_hits_total 3",
+            "widget_data_cache_misses_total 1",
+            "widget_data_cache_coalesced_total 0",
+            "widget_data_cache_evictions_total 2",
+            "widget_data_cache_invalidations_total 1",
+            "widget_data_cache_hit_rate 0.75",
+            "# TYPE widget_data_cache_entries gauge",
+            "widget_data_cache_entries 7",
+            "widget_data_cache_bytes 1024",
+        ] {
+            assert!(lines.contains(&line), "{line} missing from\n{text}");
+        }
+        // Counted on: a second scrape after more hits.
+        s.hits.fetch_add(1, Relaxed);
+        let text = s.prometheus(&s.snapshot(7, 1024, 2));
         assert!(
-            snap.prometheus()
-                .contains("widget_data_cached_latency_p95_ms 95\n")
+            text.lines().any(|l| l == "widget_data_cache_hits_total 4"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn each_stats_counts_for_itself() {
+        // As every App in one process (the tests') has its own.
+        let (a, b) = (Stats::default(), Stats::default());
+        a.hits.fetch_add(5, Relaxed);
+        a.record(true, Duration::from_millis(1));
+        let text = b.prometheus(&b.snapshot(0, 0, 0));
+        let lines = lines(&text);
+        assert!(lines.contains(&"widget_data_cache_hits_total 0"), "{text}");
+        assert!(
+            !text.contains(r#"_count{cached="true"} 1"#),
+            "a's answer counted in b:\n{text}"
         );
     }
 }

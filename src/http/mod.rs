@@ -18,14 +18,14 @@ pub use caller::Caller;
 pub use panics::install_panic_hook;
 
 use crate::app::App;
+use crate::config::AccessLog;
 use crate::error::ApiError;
 use axum::Router;
 use axum::http::{HeaderName, Request};
 use std::sync::Arc;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer};
+use std::time::Duration;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnRequest, OnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
@@ -96,6 +96,7 @@ pub fn metrics_router(app: Arc<App>) -> Router {
 
 /// The whole HTTP surface, with request ids and tracing.
 pub fn router(app: Arc<App>) -> Router {
+    let access_log = AccessLine(app.config.access_log);
     let (api, doc) = api_router();
     let doc = Arc::new(doc);
     api.route(
@@ -118,7 +119,8 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(panics::layer())
         .layer(
             tower::ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::default()))
+                // A client's own x-request-id is kept; else a random v4.
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                         let id = req
@@ -129,49 +131,111 @@ pub fn router(app: Arc<App>) -> Router {
                         tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
                     })
                     .on_request(DefaultOnRequest::new().level(tracing::Level::DEBUG))
-                    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                    .on_response(access_log),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(cors::Cors),
+                .layer(cors::layer()),
         )
 }
 
-/// Request ids shaped like UUIDs (v4), unique per process, made without a
-/// system call: a random per-process seed and a counter, mixed.
-#[derive(Clone)]
-struct RequestIds {
-    seed: u64,
-    next: Arc<std::sync::atomic::AtomicU64>,
-}
+/// The access log's line for an answer, as `ACCESS_LOG` chooses. The
+/// request's span (its id, method and path) is in the line; the status and
+/// the latency (in µs, so a hit does not read "0 ms") are plain integers.
+#[derive(Clone, Copy)]
+struct AccessLine(AccessLog);
 
-impl Default for RequestIds {
-    fn default() -> Self {
-        let (seed, _) = uuid::Uuid::new_v4().as_u64_pair();
-        Self {
-            seed,
-            next: Arc::default(),
+impl<B> OnResponse<B> for AccessLine {
+    fn on_response(
+        self,
+        response: &axum::http::Response<B>,
+        latency: Duration,
+        span: &tracing::Span,
+    ) {
+        let status = response.status();
+        let logged = match self.0 {
+            AccessLog::All => true,
+            AccessLog::Errors => status.as_u16() >= 400,
+            AccessLog::Off => false,
+        };
+        if logged {
+            tracing::info!(
+                target: "widget_data::access",
+                parent: span,
+                status = status.as_u16(),
+                latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+                "finished processing request"
+            );
         }
     }
 }
 
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // splitmix64: a bijection, so distinct counters give distinct ids.
-        let mix = |mut z: u64| {
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What is logged (as text, without colour) while `f` runs.
+    fn logged(f: impl FnOnce()) -> String {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let writer = {
+            let out = Arc::clone(&out);
+            move || Capture(Arc::clone(&out))
         };
-        let hi = mix(self.seed);
-        let lo = mix(n ^ self.seed.rotate_left(32));
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&hi.to_be_bytes());
-        bytes[8..].copy_from_slice(&lo.to_be_bytes());
-        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
-        let mut text = uuid::Uuid::encode_buffer();
-        axum::http::HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
-            .ok()
-            .map(RequestId::new)
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(writer)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(out.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn the_access_log_has_a_line_for_the_answers_access_log_names() {
+        use AccessLog::{All, Errors, Off};
+        for (mode, status, line) in [
+            (All, 200, true),
+            (All, 304, true),
+            (All, 500, true),
+            (Errors, 200, false),
+            (Errors, 404, true),
+            (Errors, 503, true),
+            (Off, 200, false),
+            (Off, 500, false),
+        ] {
+            let text = logged(|| {
+                let span = tracing::info_span!("request", request_id = %"r-1");
+                let answer = axum::http::Response::builder()
+                    .status(status)
+                    .body(())
+                    .unwrap();
+                AccessLine(mode).on_response(&answer, Duration::from_micros(42), &span);
+            });
+            assert_eq!(
+                text.lines().count(),
+                usize::from(line),
+                "{mode:?} {status}: {text}"
+            );
+            if line {
+                for part in [
+                    "request{request_id=r-1}",
+                    &format!("status={status}"),
+                    "latency_us=42",
+                ] {
+                    assert!(text.contains(part), "{part} missing from {text}");
+                }
+            }
+        }
     }
 }

@@ -399,7 +399,7 @@ fn metrics(app: &App) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        app.cache.snapshot().prometheus(),
+        app.cache.stats.prometheus(&app.cache.snapshot()),
     )
         .into_response()
 }

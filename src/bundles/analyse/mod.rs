@@ -2,9 +2,10 @@
 //! takes the bundle's JavaScript and the network hosts its developer
 //! declared; gives [`Finding`]s, each a [`Rule`], a [`Severity`] and a
 //! 1-based position. Pure: no I/O, no clock, no state kept between calls;
-//! any input, however broken, gives findings and never a panic. CPU-bound
-//! (about 50 ms for 500 KB in a release build), so an async caller runs it
-//! under `spawn_blocking`.
+//! any input, however broken or deeply nested, gives findings and never a
+//! panic or a crash. CPU-bound (about 50 ms for 500 KB in a release build),
+//! so an async caller runs it under `spawn_blocking`; it does its work on a
+//! thread of its own whose stack fits the input (`guard.rs` says why).
 //!
 //! oxc parses the bundle (as a module if it uses `import`/`export`, as a
 //! classic script otherwise) and resolves its scopes, so `parent` the
@@ -17,7 +18,7 @@
 //!
 //! | rule | severity | fires on |
 //! |---|---|---|
-//! | `parse_error` | high | a bundle that is not valid JavaScript: a browser would not run it, and nothing here can vouch for it |
+//! | `parse_error` | high | a bundle that is not valid JavaScript, or that could not be analysed: a browser would not run it, and nothing here can vouch for it |
 //! | `network_undeclared_host` | high | `fetch` (of a URL or a `new Request`), `XMLHttpRequest#open`, `WebSocket`, `EventSource`, `navigator.sendBeacon`, `import()`/`import … from`, `importScripts`, `window.open`, a `src` set on an element (property, `setAttribute`, `{src: …}` props, `<script|img|iframe src>` markup) to a literal URL whose host is not declared |
 //! | `network_unknown_destination` | medium | the same calls with a URL computed at run time (for `src`, only on a `<script>`; for `action`, only on a known `<form>`) |
 //! | `sandbox_escape` | high | `top`, `parent`, `opener`, `frameElement` (bare or on `window`/`self`/`globalThis`/`frames`), `document.cookie`, `document.domain` |
@@ -59,6 +60,7 @@
 //! stored row.
 
 mod destination;
+mod guard;
 mod markup;
 mod rules;
 #[cfg(test)]
@@ -109,7 +111,7 @@ pub fn has_high(findings: &[Finding]) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
-    /// Not valid JavaScript.
+    /// Not valid JavaScript, or too deeply nested to analyse.
     ParseError,
     /// A request to a literal URL whose host was not declared.
     NetworkUndeclaredHost,
@@ -174,7 +176,15 @@ pub const MAX_FINDINGS_PER_RULE: usize = 50;
 /// hosts the developer declared the bundle talks to.
 pub fn analyse(source: &str, declared_hosts: &[String]) -> Vec<Finding> {
     let declared = DeclaredHosts::new(declared_hosts);
-    locate(source, hits(source, &declared))
+    let hits = match guard::run(source, |source| hits(source, &declared)) {
+        Some(hits) => hits,
+        None => vec![Hit {
+            offset: 0,
+            rule: Rule::ParseError,
+            message: "the bundle could not be analysed".to_owned(),
+        }],
+    };
+    locate(source, hits)
 }
 
 /// A finding before its offset becomes a line and column.

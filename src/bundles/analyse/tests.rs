@@ -1,5 +1,5 @@
-//! Each rule on a small fixture, declared hosts, a clean widget, garbage
-//! and a bundle of 500 KB. No I/O.
+//! Each rule on a small fixture, declared hosts, a clean widget, garbage,
+//! hostile nesting and a bundle of 500 KB. No I/O.
 
 use super::destination::{DeclaredHosts, Destination, classify};
 use super::markup::{self, Markup};
@@ -560,6 +560,25 @@ fn only_a_high_finding_holds_a_version_for_review() {
     )));
     assert!(has_high(&findings("fetch(url); eval(x);", &[])));
     assert!(!has_high(&[]));
+}
+
+#[test]
+fn hostile_nesting_is_a_finding_not_a_crash() {
+    // Far deeper than any test thread's stack would survive unguarded.
+    for source in [
+        "[".repeat(50_000),
+        "(".repeat(20_000) + "1" + &")".repeat(20_000),
+        "!".repeat(50_000) + "x",
+        "x=>".repeat(20_000) + "1",
+        "a.b".to_owned() + &".b".repeat(50_000),
+        "a = ".repeat(20_000) + "document.createElement('script')",
+    ] {
+        let found = findings(&source, &[]);
+        assert!(found.len() <= 1, "{found:#?}");
+        if let Some(finding) = found.first() {
+            assert_eq!(finding.rule, Rule::ParseError);
+        }
+    }
 }
 
 /// About 500 KB of ordinary minified-looking code with one undeclared

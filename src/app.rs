@@ -5,6 +5,9 @@
 //! done by each component's own module.
 
 use crate::auth::JwtVerifier;
+use crate::bundles::fetch::{FetchPolicy, Fetcher};
+use crate::bundles::store::Blobs;
+use crate::bundles::{self, Bundles, PinnedCopies};
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::dashboards::Dashboards;
@@ -35,16 +38,19 @@ pub struct App {
     pub pipeline: pipeline::Context,
     /// `/rest/v1` and the action form.
     pub dashboards: Dashboards,
+    /// Widget bundles: registry, pinned copies, re-verification.
+    pub bundles: Arc<Bundles>,
     pub rate_limiter: RateLimiter,
     pub jwt: JwtVerifier,
     pub limits: Limits,
 }
 
 impl App {
-    /// Loads the schema cache; fails when the database cannot be read.
-    /// `pool` serves callers' queries; the service's own work gets a small
-    /// pool of its own on the same database.
-    pub async fn new(config: Config, pool: PgPool) -> Result<Arc<Self>, sqlx::Error> {
+    /// Loads the schema cache; fails when the database cannot be read or
+    /// the bundle store cannot be opened. `pool` serves callers' queries;
+    /// the service's own work gets a small pool of its own on the same
+    /// database.
+    pub async fn new(config: Config, pool: PgPool) -> anyhow::Result<Arc<Self>> {
         let schema = Arc::new(
             schema::Handle::load(
                 &pool,
@@ -69,7 +75,33 @@ impl App {
             usize::try_from(config.cache_memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
             own.clone(),
         ));
+        let bundles = Arc::new(Bundles {
+            db: Arc::clone(&db),
+            pool: own.clone(),
+            fetcher: Fetcher::new(FetchPolicy {
+                max_bytes: config.bundles.max_bytes,
+                timeout: config.bundles.fetch_timeout,
+                max_redirects: FetchPolicy::DEFAULT_MAX_REDIRECTS,
+                allow_hosts: config.bundles.allow_hosts.clone(),
+            }),
+            blobs: Blobs::open(&config.bundles.store)?,
+            pinned: PinnedCopies::new(config.bundles.memory_mb.saturating_mul(1 << 20)),
+            settings: bundles::Settings {
+                auto_approve: config.bundles.auto_approve,
+                verify_interval: config.bundles.verify_interval,
+                quarantine_on_drift: config.bundles.quarantine_on_drift,
+            },
+            drifts: cache.stats.counter(
+                "widget_data_bundle_drifts_total",
+                "Re-verifications that found other bytes at a bundle's origin than the pinned ones.",
+            ),
+            unreachable: cache.stats.counter(
+                "widget_data_bundle_unreachable_total",
+                "Re-verifications that could not reach a bundle's origin.",
+            ),
+        });
         Ok(Arc::new(Self {
+            bundles,
             pipeline: pipeline::Context::new(
                 Arc::clone(&db),
                 Arc::clone(&schema),
@@ -120,9 +152,16 @@ impl App {
             pool: self.pool.clone(),
             schema: Arc::clone(&self.schema),
             cache: Arc::clone(&self.cache),
+            bundles: Arc::clone(&self.bundles),
             health: Arc::clone(self.db.health()),
         }
         .spawn()
+    }
+
+    /// Re-fetches approved bundle versions' origins every
+    /// `BUNDLE_VERIFY_INTERVAL_SECS` (none when it is 0).
+    pub fn spawn_bundle_verification(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        bundles::verify::spawn(Arc::clone(&self.bundles))
     }
 
     /// Probes the database whenever a request suspects it is gone, and

@@ -32,6 +32,10 @@ macro_rules! error_codes {
 error_codes! {
     AggregationNotAllowed = "aggregation_not_allowed",
     BodyTimeout = "body_timeout",
+    BundleBadContentType = "bundle_bad_content_type",
+    BundleFetchFailed = "bundle_fetch_failed",
+    BundleForbiddenAddress = "bundle_forbidden_address",
+    BundleTooLarge = "bundle_too_large",
     ColumnNotAllowed = "column_not_allowed",
     Conflict = "conflict",
     ConflictingFields = "conflicting_fields",

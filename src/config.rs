@@ -3,6 +3,7 @@
 //! Takes the process environment (or any lookup function, for tests); gives
 //! a `Config`. Secrets are never printed: `Debug` redacts them.
 
+use crate::bundles::store::StoreConfig;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,6 +76,32 @@ pub struct Config {
     pub http_header_timeout: Duration,
     /// `None`: sized at start from the process's file limit.
     pub max_connections: Option<usize>,
+    pub bundles: BundleConfig,
+}
+
+/// Widget bundles (`BUNDLE_*`): fetching, review, re-verification,
+/// serving and storage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleConfig {
+    /// `BUNDLE_MAX_BYTES`: the largest bundle fetched (counted while
+    /// streaming).
+    pub max_bytes: usize,
+    /// `BUNDLE_FETCH_TIMEOUT_SECS`: one fetch, redirects included.
+    pub fetch_timeout: Duration,
+    /// `BUNDLE_ALLOW_HOSTS`: hosts (as written in URLs) or addresses the
+    /// address guard admits although they are not public.
+    pub allow_hosts: Vec<String>,
+    /// `BUNDLE_AUTO_APPROVE`: approve versions without high-severity
+    /// findings at registration.
+    pub auto_approve: bool,
+    /// `BUNDLE_VERIFY_INTERVAL_SECS` (0: never re-verify).
+    pub verify_interval: Duration,
+    /// `BUNDLE_ON_DRIFT=quarantine` (else `record`).
+    pub quarantine_on_drift: bool,
+    /// `BUNDLE_MEMORY_MB`: approved versions' bytes kept in memory.
+    pub memory_mb: u64,
+    /// `BUNDLE_STORE` and `BUNDLE_S3_*`.
+    pub store: StoreConfig,
 }
 
 /// How many rows of each dashboard table one user may own.
@@ -94,6 +121,9 @@ pub enum ConfigError {
         value: String,
         message: &'static str,
     },
+    /// A `BUNDLE_STORE` / `BUNDLE_S3_*` setting the store refuses.
+    #[error("{0}")]
+    BundleStore(String),
     #[error("JWT_SECRET is required when DATABASE_URL is set")]
     MissingJwtSecret,
     #[error("JWT_SECRET must be at least 32 bytes long")]
@@ -137,6 +167,7 @@ impl Config {
                 "must be at most CACHE_MAX_TTL_SECS",
             ));
         }
+        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| ".data".into()));
         Ok(Self {
             listen_addr: parse(&get, "LISTEN_ADDR", "127.0.0.1:8080", "must be host:port")?,
             metrics_addr: match get("METRICS_ADDR") {
@@ -147,7 +178,6 @@ impl Config {
                         .map_err(|_| invalid("METRICS_ADDR", &addr, "must be host:port"))?,
                 ),
             },
-            data_dir: PathBuf::from(get("DATA_DIR").unwrap_or_else(|| ".data".into())),
             jwt_secret,
             jwt_secret_is_dev,
             jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "authenticated".into()),
@@ -205,9 +235,51 @@ impl Config {
                 data_sources: positive(&get, "QUOTA_DATA_SOURCES", 1000)?,
                 filter_preferences: positive(&get, "QUOTA_FILTER_PREFERENCES", 10_000)?,
             },
+            bundles: bundle_config(&get, &data_dir)?,
+            data_dir,
             database_url,
         })
     }
+}
+
+fn bundle_config(
+    get: &impl Fn(&str) -> Option<String>,
+    data_dir: &std::path::Path,
+) -> Result<BundleConfig, ConfigError> {
+    Ok(BundleConfig {
+        max_bytes: usize::try_from(positive(get, "BUNDLE_MAX_BYTES", 500 * 1024)?)
+            .map_err(|_| invalid("BUNDLE_MAX_BYTES", "", "is too large"))?,
+        fetch_timeout: Duration::from_secs(positive(get, "BUNDLE_FETCH_TIMEOUT_SECS", 10)?),
+        allow_hosts: get("BUNDLE_ALLOW_HOSTS")
+            .unwrap_or_default()
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect(),
+        auto_approve: match get("BUNDLE_AUTO_APPROVE") {
+            None => false,
+            Some(v) => parse_bool("BUNDLE_AUTO_APPROVE", &v)?,
+        },
+        verify_interval: Duration::from_secs(parse(
+            get,
+            "BUNDLE_VERIFY_INTERVAL_SECS",
+            "3600",
+            "must be a whole number of seconds (0: never)",
+        )?),
+        quarantine_on_drift: match get("BUNDLE_ON_DRIFT").as_deref() {
+            None | Some("record") => false,
+            Some("quarantine") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "BUNDLE_ON_DRIFT",
+                    other,
+                    "must be record or quarantine",
+                ));
+            }
+        },
+        memory_mb: parse(get, "BUNDLE_MEMORY_MB", "64", "must be a whole number")?,
+        store: StoreConfig::from_env(get, data_dir).map_err(ConfigError::BundleStore)?,
+    })
 }
 
 fn invalid(name: &'static str, value: &str, message: &'static str) -> ConfigError {
@@ -286,6 +358,7 @@ impl fmt::Debug for Config {
             .field("browser_cache_secs", &self.browser_cache_secs)
             .field("http_header_timeout", &self.http_header_timeout)
             .field("max_connections", &self.max_connections)
+            .field("bundles", &self.bundles)
             .finish()
     }
 }

@@ -17,7 +17,7 @@ use crate::plan::Limits;
 use crate::rest;
 use crate::schema::{self, Privilege, Table};
 use crate::sql::{self, TooManyParameters};
-use crate::widgets;
+use crate::widgets::{self, BundleLink};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -84,10 +84,64 @@ impl Dashboards {
             .db
             .query_json(principal, deadline, sqlx::AssertSqlSafe(sql), values)
             .await?;
+        let mut rows: Vec<Value> = parse(rows.get())?;
+        if table.name == WIDGETS {
+            self.link_bundles(principal, &mut rows, deadline).await?;
+        }
         Ok(Page {
-            rows: parse(rows.get())?,
+            rows,
             offset: read.offset,
         })
+    }
+
+    /// Adds `bundle` (served URL and integrity) to each widget row whose
+    /// `config.bundle` names a bundle version the caller may load.
+    async fn link_bundles(
+        &self,
+        principal: &Principal,
+        rows: &mut [Value],
+        deadline: Deadline,
+    ) -> Result<(), ApiError> {
+        let named = |row: &Value| -> Option<(String, String)> {
+            let bundle = row.get("config")?.get("bundle")?;
+            Some((
+                bundle.get("id")?.as_str()?.to_owned(),
+                bundle.get("version")?.as_str()?.to_owned(),
+            ))
+        };
+        let wanted: Vec<Value> = rows
+            .iter()
+            .filter_map(named)
+            .map(|(id, version)| serde_json::json!({"id": id, "version": version}))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut args = sqlx::postgres::PgArguments::default();
+        sqlx::Arguments::add(&mut args, sqlx::types::Json(Value::Array(wanted)))
+            .map_err(|e| exec::ExecError::Internal(sqlx::Error::Encode(e)))?;
+        let links = self
+            .db
+            .query_json(principal, deadline, sql::bundles::LINKS, args)
+            .await?;
+        let links: Vec<BundleLink> = parse(links.get())?;
+        for row in rows.iter_mut() {
+            let Some((id, version)) = named(row) else {
+                continue;
+            };
+            let link = links
+                .iter()
+                .find(|l| l.id == id && l.version == version)
+                .cloned()
+                .map(BundleLink::served);
+            if let (Some(link), Value::Object(map)) = (link, row) {
+                map.insert(
+                    "bundle".to_owned(),
+                    serde_json::to_value(link).map_err(exec::ExecError::from)?,
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Inserts `body` (an object or an array of them) into table `name`.

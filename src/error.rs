@@ -64,6 +64,10 @@ pub enum ApiError {
     /// The user already owns as many rows of the table as allowed.
     #[error("you may own at most {limit} {what}")]
     QuotaExceeded { what: &'static str, limit: u64 },
+    /// A widget bundle could not be pinned: its fetch was refused or
+    /// failed (`code` says which); nothing was stored.
+    #[error("{message}")]
+    BundleRefused { code: ErrorCode, message: String },
     /// `/ready`: the database cannot serve yet. Expected while it is down,
     /// so neither logged as a failure nor given a `Retry-After`.
     #[error("{message}")]
@@ -102,6 +106,7 @@ impl ApiError {
             }
             ApiError::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
             ApiError::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BundleRefused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Exec(e) => match e {
                 ExecError::PermissionDenied { .. } => StatusCode::FORBIDDEN,
                 ExecError::Rejected { conflict: true, .. } => StatusCode::CONFLICT,
@@ -135,6 +140,7 @@ impl ApiError {
             ApiError::TooManyParameters { .. } => ErrorCode::TooManyParameters,
             ApiError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
             ApiError::NotReady { .. } => ErrorCode::NotReady,
+            ApiError::BundleRefused { code, .. } => *code,
             ApiError::Exec(e) => match e {
                 ExecError::PermissionDenied { .. } => ErrorCode::PermissionDenied,
                 ExecError::Rejected { conflict: true, .. } => ErrorCode::Conflict,

@@ -1,10 +1,11 @@
 //! The listening session: hears `NOTIFY widget_data, 'reload schema'`,
-//! the data changes the cache keys depend on and other instances' cache
-//! entries, and serves the cache's requests to watch tables on the same
+//! the data changes the cache keys depend on, other instances' cache
+//! entries and widget bundles' status changes, and serves the cache's requests to watch tables on the same
 //! session. While it is not listening nothing is cached; after a lost
 //! connection the schema is reloaded and every data version renewed,
 //! since notifications may have been missed meanwhile.
 
+use crate::bundles::Bundles;
 use crate::cache::{self, Cache};
 use crate::db::Health;
 use crate::schema::{self, Handle};
@@ -19,8 +20,13 @@ pub struct Listener {
     pub pool: PgPool,
     pub schema: Arc<Handle>,
     pub cache: Arc<Cache>,
+    /// Its pinned copies are forgotten when a version's status changes.
+    pub bundles: Arc<Bundles>,
     pub health: Arc<Health>,
 }
+
+/// A bundle version's status changed (`<bundle_id>/<version>`).
+pub const BUNDLES_CHANNEL: &str = "widget_data_bundles";
 
 impl Listener {
     /// Listens until the process ends, reconnecting a second after a lost
@@ -34,6 +40,7 @@ impl Listener {
                 // Perhaps the database went away: let the probe look.
                 self.health.suspect();
                 self.cache.deaf();
+                self.bundles.pinned.deaf();
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })
@@ -46,8 +53,11 @@ impl Listener {
                 schema::RELOAD_CHANNEL,
                 cache::CHANGES_CHANNEL,
                 cache::ENTRIES_CHANNEL,
+                BUNDLES_CHANNEL,
             ])
             .await?;
+        // Heard from here on: copies kept before may be out of date.
+        self.bundles.pinned.listening();
         // Anything may have changed while we were not listening.
         reload_schema(&self.pool, &self.schema, &self.cache).await?;
         // A number no write and no other session will ever carry: entries
@@ -85,7 +95,9 @@ impl Listener {
         listener: &mut PgListener,
         n: &PgNotification,
     ) -> Result<(), sqlx::Error> {
-        if n.channel() == cache::ENTRIES_CHANNEL {
+        if n.channel() == BUNDLES_CHANNEL {
+            self.bundles.pinned.changed(n.payload());
+        } else if n.channel() == cache::ENTRIES_CHANNEL {
             self.cache.entry_announced(n.payload());
         } else if n.channel() == cache::CHANGES_CHANNEL {
             self.cache.table_changed(listener, n.payload()).await?;

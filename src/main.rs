@@ -79,6 +79,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         app.spawn_probe(),
         app.spawn_rate_limit_cleanup(),
     ];
+    tasks.extend(app.spawn_bundle_verification());
     if let Some(pg) = &embedded {
         tasks.push(tokio::spawn(report_cluster(pg.state(), app.clone())));
     }

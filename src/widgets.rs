@@ -29,10 +29,40 @@ pub struct SavedWidget {
     pub layers: Vec<(String, serde_json::Value)>,
     /// `refresh_interval`, or the default of the widget's type.
     pub ttl_secs: Option<u64>,
+    pub presentation: Presentation,
+}
+
+/// What a saved widget's answer carries beside its rows.
+#[derive(Debug, Clone, Default)]
+pub struct Presentation {
     /// How long browsers may keep its answers without asking again
     /// (`config.browser_cache_ttl`, seed 001's browser layer); `None`:
     /// the service's `BROWSER_CACHE_SECS`.
     pub browser_ttl_secs: Option<u64>,
+    /// The widget bundle its `config.bundle` names, when the caller may
+    /// load it.
+    pub bundle: Option<BundleLink>,
+}
+
+/// A widget bundle version a widget renders with: what a frontend needs
+/// for `<script src=url integrity=integrity crossorigin=anonymous>`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BundleLink {
+    pub id: String,
+    pub version: String,
+    /// The pinned copy: `/widgets/<id>/v<version>/bundle.js` on this service.
+    #[serde(default)]
+    pub url: String,
+    /// Subresource Integrity of the pinned bytes (`sha384-…`).
+    pub integrity: String,
+}
+
+impl BundleLink {
+    /// With its `url` filled in.
+    pub fn served(mut self) -> Self {
+        self.url = crate::bundles::served_path(&self.id, &self.version);
+        self
+    }
 }
 
 #[derive(Deserialize)]
@@ -40,6 +70,7 @@ struct Row {
     widget_type: String,
     refresh_interval: Option<i64>,
     browser_cache_ttl: Option<serde_json::Value>,
+    bundle: Option<BundleLink>,
     data_source: Option<serde_json::Value>,
     filters: serde_json::Value,
     defaults: Vec<(String, serde_json::Value)>,
@@ -152,10 +183,13 @@ async fn load_now(
         filters,
         layers: row.defaults.into_iter().chain(row.preferences).collect(),
         ttl_secs,
-        browser_ttl_secs: row
-            .browser_cache_ttl
-            .as_ref()
-            .and_then(serde_json::Value::as_u64),
+        presentation: Presentation {
+            browser_ttl_secs: row
+                .browser_cache_ttl
+                .as_ref()
+                .and_then(serde_json::Value::as_u64),
+            bundle: row.bundle.map(BundleLink::served),
+        },
     })
 }
 
@@ -233,6 +267,9 @@ pub fn check_body(checks: &Checks, table: &str, body: &serde_json::Value) -> Res
                 field.to_owned()
             }
         };
+        if let Some(bundle) = object.get("config").and_then(|c| c.get("bundle")) {
+            check_bundle_ref(bundle, &root("config.bundle"))?;
+        }
         let filters = object.get("filters").unwrap_or(&Value::Null);
         match object.get("data_source") {
             Some(source) if !source.is_null() => {
@@ -346,6 +383,31 @@ pub async fn check_saved(
         }
         _ => Ok(()),
     }
+}
+
+/// A widget's `config.bundle`: `{"id": …, "version": …}` naming a bundle
+/// version (`null` for none).
+fn check_bundle_ref(bundle: &serde_json::Value, field: &str) -> Result<(), ApiError> {
+    if bundle.is_null() {
+        return Ok(());
+    }
+    let named = |key: &str, version: bool| {
+        let value = bundle.get(key).and_then(serde_json::Value::as_str);
+        match value {
+            Some(v) => crate::bundles::registry::check_name(key, v, version).is_ok(),
+            None => false,
+        }
+    };
+    let keys_ok = bundle
+        .as_object()
+        .is_some_and(|o| o.keys().all(|k| k == "id" || k == "version"));
+    if keys_ok && named("id", false) && named("version", true) {
+        return Ok(());
+    }
+    Err(invalid_field(
+        field.to_owned(),
+        "expected {\"id\": \"<bundle id>\", \"version\": \"<version>\"} naming a widget bundle",
+    ))
 }
 
 fn invalid_field(field: String, message: &str) -> ApiError {

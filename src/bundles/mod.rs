@@ -8,7 +8,57 @@
 //! | fetch | [`fetch`] | one bundle from its origin: size cap, redirects, content type, SSRF guard |
 //! | analyse | [`analyse`] | pure: findings of a bundle's JavaScript (oxc) |
 //! | store | [`store`] | content-addressed blobs and their compressed variants (`object_store`) |
+//! | registry | [`registry`] | the versions in `app.widget_bundles`, as the caller (row-level security) |
+//! | pinned | [`pinned`] | approved versions' bytes in memory, forgotten when a status changes |
+//! | verify | [`verify`] | re-fetches approved versions' origins, with several User-Agents |
 
 pub mod analyse;
 pub mod fetch;
+pub mod pinned;
+pub mod registry;
 pub mod store;
+pub mod verify;
+
+pub use pinned::{Pinned, PinnedCopies};
+pub use registry::{BundleStatus, BundleVersion, Registration, Review};
+
+use crate::exec::Database;
+use fetch::Fetcher;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+use store::Blobs;
+
+/// What the bundle proxy needs of the service.
+pub struct Bundles {
+    /// Callers' statements: registration, listing, review, serving lookups.
+    pub db: Arc<Database>,
+    /// The service's own connection: automatic approval, re-verification.
+    pub pool: PgPool,
+    pub fetcher: Fetcher,
+    pub blobs: Blobs,
+    pub pinned: PinnedCopies,
+    pub settings: Settings,
+    /// `/metrics`: re-verifications that found other bytes at the origin,
+    /// and those that could not reach it.
+    pub drifts: metrics::Counter,
+    pub unreachable: metrics::Counter,
+}
+
+/// `BUNDLE_*` settings that are not the fetcher's or the store's.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// `BUNDLE_AUTO_APPROVE`: a version without high-severity findings is
+    /// approved at registration.
+    pub auto_approve: bool,
+    /// `BUNDLE_VERIFY_INTERVAL_SECS`: how often approved versions' origins
+    /// are fetched again (0: never).
+    pub verify_interval: Duration,
+    /// `BUNDLE_ON_DRIFT=quarantine`: a drifted version stops being served.
+    pub quarantine_on_drift: bool,
+}
+
+/// Where version `version` of `bundle_id` is served.
+pub fn served_path(bundle_id: &str, version: &str) -> String {
+    format!("/widgets/{bundle_id}/v{version}/bundle.js")
+}

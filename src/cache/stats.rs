@@ -64,6 +64,8 @@ impl Default for Stats {
 /// never the process-wide one, which can be installed only once, so every
 /// `App` (tests start many in one process) counts for itself.
 struct Metrics {
+    /// Kept to register the service's other counters (`Stats::counter`).
+    recorder: std::sync::Arc<metrics_exporter_prometheus::PrometheusRecorder>,
     handle: PrometheusHandle,
     cached_seconds: Histogram,
     uncached_seconds: Histogram,
@@ -88,9 +90,10 @@ impl Metrics {
             .expect("histogram buckets")
             .build_recorder();
         let handle = recorder.handle();
+        let recorder = std::sync::Arc::new(recorder);
         // The handles are made once: recording through one later costs no
         // lookup by name.
-        metrics::with_local_recorder(&recorder, || {
+        metrics::with_local_recorder(&*recorder, || {
             use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge};
             describe_histogram!(
                 ANSWER_SECONDS,
@@ -158,6 +161,7 @@ impl Metrics {
             ] = counters;
             let [hit_rate, entries, bytes, last_invalidation] = gauges;
             Self {
+                recorder: std::sync::Arc::clone(&recorder),
                 handle,
                 cached_seconds: metrics::histogram!(ANSWER_SECONDS, "cached" => "true"),
                 uncached_seconds: metrics::histogram!(ANSWER_SECONDS, "cached" => "false"),
@@ -308,6 +312,15 @@ impl Stats {
 }
 
 impl Stats {
+    /// A counter of the service's beside the cache's, served with them at
+    /// `/metrics` (widget bundles' drifts, say).
+    pub fn counter(&self, name: &'static str, help: &'static str) -> metrics::Counter {
+        metrics::with_local_recorder(&*self.metrics.recorder, || {
+            metrics::describe_counter!(name, help);
+            metrics::counter!(name)
+        })
+    }
+
     /// The Prometheus text exposition format: the counters and gauges of
     /// `snapshot` (taken from this `Stats`) and the latency histograms.
     pub fn prometheus(&self, snapshot: &Snapshot) -> String {

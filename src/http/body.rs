@@ -16,6 +16,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// data source and its filters, or one widget for the action form) is
 /// small; past this it is a 413.
 pub const WIDGET_DATA_LIMIT_BYTES: usize = 64 * 1024;
+/// A bundle registration or review names a URL and a few hosts.
+pub const BUNDLE_REQUEST_LIMIT_BYTES: usize = 16 * 1024;
 /// A `/rest/v1` write may carry many rows (a page of widgets is still far
 /// smaller than this).
 pub const REST_LIMIT_BYTES: usize = 1024 * 1024;

@@ -3,9 +3,11 @@
 //! [`crate::pipeline`].
 
 mod body;
+mod bundles;
 mod caller;
 mod cors;
 mod docs;
+mod etag;
 mod health;
 mod panics;
 mod rest;
@@ -73,10 +75,24 @@ fn api_router() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
         .routes(routes!(widget_data::get_metrics))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
+        .routes(routes!(
+            bundles::register_widget_bundle,
+            bundles::list_widget_bundles
+        ))
+        .routes(routes!(bundles::review_widget_bundle))
         .split_for_parts();
-    // `/rest/v1` is routed generically (below); its description is per table.
-    (api, doc.merge_from(rest_doc::RestDoc::openapi()))
+    // `/rest/v1` is routed generically (below); its description is per
+    // table. The pinned bundles' paths hold a `v` before the version
+    // inside one segment, which the router cannot express: routed below.
+    let doc = doc
+        .merge_from(rest_doc::RestDoc::openapi())
+        .merge_from(BundleFiles::openapi());
+    (api, doc)
 }
+
+#[derive(OpenApi)]
+#[openapi(paths(bundles::get_widget_bundle, bundles::get_newest_widget_bundle))]
+struct BundleFiles;
 
 /// The OpenAPI document, generated from the code.
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -105,6 +121,14 @@ pub fn router(app: Arc<App>) -> Router {
             .post(rest::write)
             .patch(rest::write)
             .delete(rest::write),
+    )
+    .route(
+        "/widgets/{bundle_id}/{version}/bundle.js",
+        axum::routing::get(bundles::get_widget_bundle),
+    )
+    .route(
+        "/widgets/{bundle_id}/bundle.js",
+        axum::routing::get(bundles::get_newest_widget_bundle),
     )
     .merge(docs::router(doc))
         .fallback(|req: Request<axum::body::Body>| async move {

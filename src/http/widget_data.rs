@@ -8,10 +8,11 @@ use crate::deadline::Deadline;
 use crate::error::{ApiError, ErrorBody};
 use crate::pipeline::{self, Answer, Source};
 use crate::plan::{DataSource, Filter};
+use crate::widgets::BundleLink;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -52,6 +53,10 @@ pub struct WidgetDataResponse<'a> {
     expires_at: DateTime<Utc>,
     /// True only when an expired entry is served because the database could not answer.
     stale: bool,
+    /// A saved widget's bundle (its `config.bundle`), when the caller may
+    /// load it: `<script src=url integrity=integrity crossorigin=anonymous>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bundle: Option<&'a BundleLink>,
 }
 
 fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -66,6 +71,7 @@ impl WidgetDataResponse<'_> {
             cached_at: a.cached_at(),
             expires_at: a.expires_at(),
             stale: a.stale(),
+            bundle: a.presentation.bundle.as_ref(),
         }
     }
 }
@@ -151,11 +157,12 @@ pub async fn query_widget_data(
     app.cache.stats.record(answer.cached(), started.elapsed());
     let mut seconds = itoa_buffer();
     let browser_secs = answer
+        .presentation
         .browser_ttl_secs
         .unwrap_or(app.config.browser_cache_secs);
     let cache_control = browser_cache_control(&mut seconds, &answer, browser_secs);
     let etag = etag(&answer);
-    let revalidated = if_none_match(&headers, &etag);
+    let revalidated = super::etag::if_none_match(&headers, etag.as_bytes());
     let headers = [
         (
             HeaderName::from_static("x-cache"),
@@ -173,8 +180,9 @@ pub async fn query_widget_data(
     if revalidated {
         return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
     }
-    // Every hit on an entry has the same body: render it once.
-    let body = if answer.outcome == Outcome::Hit {
+    // Every hit on an entry has the same body, unless a widget adds its
+    // bundle to it: render it once.
+    let body = if answer.outcome == Outcome::Hit && answer.presentation.bundle.is_none() {
         answer
             .entry
             .hit_body
@@ -211,30 +219,36 @@ fn browser_cache_control<'b>(buf: &'b mut [u8; 48], answer: &Answer, browser_sec
     std::str::from_utf8(&buf[..len]).unwrap_or(REVALIDATE)
 }
 
-/// The answer's `ETag`: the entry's, or a variant of it for a stale
-/// serve (its body says `"stale": true`).
+/// The answer's `ETag`: the entry's, or a variant of it when the body
+/// differs from the entry's own: a stale serve (`"stale": true`) or a
+/// widget's bundle link (two widgets may share an entry, and a widget may
+/// move to another bundle version while its data stays the same).
 fn etag(answer: &Answer) -> HeaderValue {
     let tag = &answer.entry.etag;
-    let value = if answer.stale() {
-        let mut stale = tag[..tag.len() - 1].to_vec();
-        stale.extend_from_slice(b"-stale\"");
-        Bytes::from(stale)
+    let bundle = answer.presentation.bundle.as_ref();
+    let value = if answer.stale() || bundle.is_some() {
+        let mut tagged = tag[..tag.len() - 1].to_vec();
+        if let Some(link) = bundle {
+            use sha2::Digest;
+            let digest = sha2::Sha256::new()
+                .chain_update(link.url.as_bytes())
+                .chain_update(b"\0")
+                .chain_update(link.integrity.as_bytes())
+                .finalize();
+            tagged.extend_from_slice(b"-b");
+            for byte in &digest[..8] {
+                tagged.extend_from_slice(format!("{byte:02x}").as_bytes());
+            }
+        }
+        if answer.stale() {
+            tagged.extend_from_slice(b"-stale");
+        }
+        tagged.push(b'"');
+        Bytes::from(tagged)
     } else {
         tag.clone()
     };
     HeaderValue::from_maybe_shared(value).unwrap_or(HeaderValue::from_static("W/\"\""))
-}
-
-/// Whether `If-None-Match` names `etag` (weak comparison, RFC 9110 13.1.2).
-fn if_none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
-    let opaque = |t: &[u8]| t.strip_prefix(b"W/").unwrap_or(t).to_vec();
-    let ours = opaque(etag.as_bytes());
-    headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(|t| t.trim_ascii())
-        .any(|t| t == b"*" || opaque(t) == ours)
 }
 
 /// The body of `POST /functions/v1/widget-data`: a query, or an action.

@@ -13,7 +13,7 @@ use crate::exec::{Database, ExecError};
 use crate::plan::{self, DataSource, Filter, Limits, QueryPlan};
 use crate::schema::{self, Privilege, SchemaCache};
 use crate::sql;
-use crate::widgets::{self, LastDefinitions};
+use crate::widgets::{self, LastDefinitions, Presentation};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
@@ -69,9 +69,9 @@ pub struct Query {
 pub struct Answer {
     pub entry: Arc<Entry>,
     pub outcome: Outcome,
-    /// A saved widget's own browser lifetime (`config.browser_cache_ttl`),
-    /// if it opted into one.
-    pub browser_ttl_secs: Option<u64>,
+    /// What a saved widget adds beside its rows: its own browser lifetime
+    /// and the bundle that renders it.
+    pub presentation: Presentation,
 }
 
 impl Answer {
@@ -200,7 +200,7 @@ async fn run(
     query: &Query,
     deadline: Deadline,
 ) -> Result<Answer, ApiError> {
-    let mut browser_ttl_secs = None;
+    let mut presentation = Presentation::default();
     let (plan, ttl_secs, widget) = match &query.source {
         Source::Config(plan) => (Arc::clone(plan), cx.lifetimes.default_secs, None),
         Source::Widget(id) => {
@@ -208,7 +208,7 @@ async fn run(
             // moving it through the layers copies little.
             let load = widgets::load(&cx.db, &cx.widgets, principal, *id, deadline);
             let widget = Box::pin(load).await?;
-            browser_ttl_secs = widget.browser_ttl_secs;
+            presentation = widget.presentation.clone();
             // The widget's own filters always apply; on top of them the
             // dashboard layers and the request's, merged by column.
             let filters: Vec<Filter> = widget
@@ -239,15 +239,13 @@ async fn run(
         return Ok(Answer {
             entry,
             outcome: Outcome::Hit,
-            browser_ttl_secs,
+            presentation,
         });
     }
     // Known to be down: answer from what we have, without waiting on it.
     if cx.db.health().is_down() {
-        return fall_back(cx, &plan, ttl_secs, principal, ExecError::Down).map(|a| Answer {
-            browser_ttl_secs,
-            ..a
-        });
+        return fall_back(cx, &plan, ttl_secs, principal, ExecError::Down)
+            .map(|a| Answer { presentation, ..a });
     }
     let compute = || async {
         let (sql, values) = sql::build(&plan);
@@ -282,7 +280,7 @@ async fn run(
         Ok((entry, outcome)) => Answer {
             entry,
             outcome,
-            browser_ttl_secs: None,
+            presentation: Presentation::default(),
         },
         // Stale-if-error: an old answer beats none when PostgreSQL cannot
         // give a new one.
@@ -292,7 +290,7 @@ async fn run(
         Err(e) => return Err(e),
     };
     Ok(Answer {
-        browser_ttl_secs,
+        presentation,
         ..answer
     })
 }
@@ -313,7 +311,7 @@ fn fall_back(
             Ok(Answer {
                 entry,
                 outcome,
-                browser_ttl_secs: None,
+                presentation: Presentation::default(),
             })
         }
         None => Err(ApiError::Exec(error)),

@@ -15,6 +15,7 @@ use sea_query::{
 };
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
 
+pub mod bundles;
 pub mod rest;
 pub mod widgets;
 

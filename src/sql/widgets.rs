@@ -1,11 +1,16 @@
 //! The fixed statements of saved widgets: loading one with its filter
 //! layers, and reading back widgets just written to check them.
 
-/// A widget's own data source, or the `widget_data_sources` row it names.
+/// A widget's own data source, or the `widget_data_sources` row it names,
+/// and the bundle its `config.bundle` names (if the caller may see it).
 /// The filter layers: global defaults (every dashboard's first, then this
 /// dashboard's), then the caller's own preferences for the dashboard.
 pub const LOAD: &str = "SELECT coalesce(json_agg(w.*), '[]'::json) FROM ( \
     SELECT w.widget_type, w.refresh_interval, w.config -> 'browser_cache_ttl' AS browser_cache_ttl, \
+           (SELECT json_build_object('id', b.bundle_id, 'version', b.version, 'integrity', b.integrity) \
+            FROM app.widget_bundles b \
+            WHERE b.bundle_id = w.config #>> '{bundle,id}' \
+              AND b.version = w.config #>> '{bundle,version}') AS bundle, \
            coalesce(w.data_source, s.data_source) AS data_source, \
            coalesce(w.filters, '[]'::jsonb) AS filters, \
            (SELECT coalesce(json_agg(json_build_array(g.filter_key, g.value) \

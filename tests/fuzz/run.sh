@@ -32,6 +32,9 @@ url=$(grep -o 'listening on http://[^ ]*' "$work/out.log" | cut -d' ' -f3)
 
 # Every check but "schema-valid data is accepted", as the seeded demo user
 # and as service_role (who may write what users may not: global defaults).
+# Bundle registration is left out: it fetches the URL it is given, and a
+# fuzzer's URLs name hosts on the network (tests/it/bundles.rs and the
+# clients register from origins on loopback).
 status=0
 for who in "demo user" service_role; do
   token=$(awk -v who="$who" '$0 ~ "^ +" who " " {print $NF}' "$work/out.log")
@@ -39,6 +42,7 @@ for who in "demo user" service_role; do
   .venv/bin/schemathesis run ../../openapi/openapi.json --url "$url" \
     -H "Authorization: Bearer $token" \
     --checks all --exclude-checks positive_data_acceptance \
+    --exclude-operation-id register_widget_bundle \
     --max-examples "${MAX_EXAMPLES:-50}" --seed "${SEED:-1}" --no-color 2>&1 | tee "$work/st.log" || status=1
   echo "schemathesis as $who: $(grep -Eo '[0-9]+ generated' "$work/st.log" | tail -1) requests"
 done

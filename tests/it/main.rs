@@ -5,6 +5,7 @@ mod harness;
 
 mod auth;
 mod bundle_store;
+mod bundles;
 mod cache;
 mod compile;
 mod contract;

@@ -16,6 +16,10 @@ pub struct Table {
     pub row_doc: Option<&'static str>,
     pub insert_doc: Option<&'static str>,
     pub update_doc: Option<&'static str>,
+    /// Rows read carry `bundle` (computed, not a column): the widget bundle
+    /// version their `config.bundle` names, with its served URL and
+    /// integrity, when the caller may load it.
+    pub bundle_link: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -163,6 +167,7 @@ pub const DASHBOARDS: Table = Table {
     row_doc: Some("A row, with the columns `select` asked for (all by default)."),
     insert_doc: None,
     update_doc: Some("The columns to change."),
+    bundle_link: false,
 };
 
 pub const DASHBOARD_WIDGETS: Table = Table {
@@ -194,6 +199,7 @@ pub const DASHBOARD_WIDGETS: Table = Table {
          `filters` must compile, or the insert is refused with 400.",
     ),
     update_doc: Some("The columns to change; the widget as changed must still compile."),
+    bundle_link: true,
 };
 
 pub const WIDGET_DATA_SOURCES: Table = Table {
@@ -209,6 +215,7 @@ pub const WIDGET_DATA_SOURCES: Table = Table {
     row_doc: None,
     insert_doc: Some("A reusable data source; it must compile."),
     update_doc: None,
+    bundle_link: false,
 };
 
 pub const USER_FILTER_PREFERENCES: Table = Table {
@@ -230,6 +237,7 @@ pub const USER_FILTER_PREFERENCES: Table = Table {
     ),
     insert_doc: None,
     update_doc: None,
+    bundle_link: false,
 };
 
 pub const GLOBAL_FILTER_DEFAULTS: Table = Table {
@@ -250,6 +258,7 @@ pub const GLOBAL_FILTER_DEFAULTS: Table = Table {
     ),
     insert_doc: None,
     update_doc: None,
+    bundle_link: false,
 };
 
 /// Every documented table, in the order of [`crate::rest::TABLES`].

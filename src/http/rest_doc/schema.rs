@@ -54,6 +54,14 @@ pub fn object(table: &Table, shape: Shape) -> RefOr<Schema> {
     if shape == Shape::Update {
         object = object.min_properties(Some(1));
     }
+    if shape == Shape::Row && table.bundle_link {
+        object = object.property(
+            "bundle",
+            RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                <crate::widgets::BundleLink as ToSchema>::name(),
+            )),
+        );
+    }
     object.into()
 }
 
@@ -65,6 +73,9 @@ pub fn references(table: &Table, shape: Shape, schemas: &mut Vec<(String, RefOr<
         T::schemas(schemas);
     }
     let write = shape != Shape::Row;
+    if !write && table.bundle_link {
+        add::<crate::widgets::BundleLink>(schemas);
+    }
     for column in table.columns.iter().filter(|c| shape.has(c)) {
         match column.ty {
             ColumnType::DataSource => add::<crate::plan::DataSource>(schemas),

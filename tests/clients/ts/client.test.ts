@@ -6,7 +6,10 @@
 import createClient from 'openapi-fetch';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { components, paths } from './generated/schema.js';
@@ -17,11 +20,16 @@ interface Service {
   child: ChildProcess;
   url: string;
   demo: string;
+  serviceRole: string;
 }
 
 function start(bin: string, dataDir: string): Promise<Service> {
   const child = spawn(bin, [], {
-    env: { ...process.env, DATA_DIR: dataDir, LISTEN_ADDR: '127.0.0.1:0', RUST_LOG: 'warn' },
+    // Bundles are fetched from this test's own origin on loopback.
+    env: {
+      ...process.env, DATA_DIR: dataDir, LISTEN_ADDR: '127.0.0.1:0', RUST_LOG: 'warn',
+      BUNDLE_ALLOW_HOSTS: '127.0.0.1',
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((ok, fail) => {
@@ -32,9 +40,10 @@ function start(bin: string, dataDir: string): Promise<Service> {
       out += chunk.toString();
       const url = out.match(/listening on (http:\/\/\S+)/)?.[1];
       const demo = out.match(/^\s+demo user\s+(\S+)$/m)?.[1];
-      if (url && demo && out.includes('try:')) {
+      const serviceRole = out.match(/^\s+service_role\s+(\S+)$/m)?.[1];
+      if (url && demo && serviceRole && out.includes('try:')) {
         clearTimeout(timer);
-        ok({ child, url, demo });
+        ok({ child, url, demo, serviceRole });
       }
     });
   });
@@ -138,6 +147,75 @@ async function run(service: Service): Promise<void> {
   assert.deepEqual(gone.data, []);
 }
 
+// A widget developer's origin on loopback, serving one clean bundle.
+const BUNDLE = 'export function render(el) { el.textContent = "hello from a widget"; }\n';
+
+function origin(): Promise<Server> {
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/javascript' });
+    res.end(BUNDLE);
+  });
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
+}
+
+// Publish a bundle version, have service_role approve it, and load the
+// pinned copy with its integrity.
+async function bundles(service: Service): Promise<void> {
+  const developer = createClient<paths>({
+    baseUrl: service.url,
+    headers: { Authorization: `Bearer ${service.demo}` },
+  });
+  const reviewer = createClient<paths>({
+    baseUrl: service.url,
+    headers: { Authorization: `Bearer ${service.serviceRole}` },
+  });
+  const server = await origin();
+  try {
+    const { port } = server.address() as AddressInfo;
+    const registered = await developer.POST('/functions/v1/widget-bundles', {
+      body: {
+        bundle_id: 'ts-ticker',
+        version: '1.0.0',
+        url: `http://127.0.0.1:${port}/bundle`,
+        declared_hosts: [],
+      },
+    });
+    assert.equal(registered.response.status, 201, JSON.stringify(registered.error));
+    const version = registered.data;
+    assert.ok(version);
+    assert.equal(version.status, 'pending');
+    assert.deepEqual(version.findings, []);
+    const integrity = 'sha384-' + createHash('sha384').update(BUNDLE).digest('base64');
+    assert.equal(version.integrity, integrity);
+    assert.equal(version.url, '/widgets/ts-ticker/v1.0.0/bundle.js');
+
+    const mine = await developer.GET('/functions/v1/widget-bundles', {});
+    assert.ok(mine.data?.some((v) => v.bundle_id === 'ts-ticker' && v.version === '1.0.0'));
+
+    // Not approved yet: hidden from everyone else.
+    assert.equal((await fetch(service.url + version.url)).status, 404);
+    const approved = await reviewer.PATCH('/functions/v1/widget-bundles/{bundle_id}/{version}', {
+      params: { path: { bundle_id: 'ts-ticker', version: '1.0.0' } },
+      body: { status: 'approved' },
+    });
+    assert.equal(approved.data?.status, 'approved');
+
+    const served = await fetch(service.url + version.url);
+    assert.equal(served.status, 200);
+    assert.equal(await served.text(), BUNDLE);
+    assert.equal(served.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+
+    // A typed refusal: 127.0.0.2 is not on BUNDLE_ALLOW_HOSTS (refused before connecting).
+    const refused = await developer.POST('/functions/v1/widget-bundles', {
+      body: { bundle_id: 'ts-ticker', version: '1.0.1', url: 'http://127.0.0.2/bundle' },
+    });
+    assert.equal(refused.response.status, 422);
+    assert.equal(refused.error?.code, 'bundle_forbidden_address');
+  } finally {
+    server.close();
+  }
+}
+
 const bin = resolve(process.env['WIDGET_DATA_BIN'] ?? '../../../target/debug/widget-data');
 const dataDir = mkdtempSync(join(tmpdir(), 'widget-data-ts-'));
 chmodSync(dataDir, 0o755);
@@ -145,6 +223,7 @@ const service = await start(bin, dataDir);
 let failed = false;
 try {
   await run(service);
+  await bundles(service);
   console.log('TypeScript client (openapi-typescript + openapi-fetch): ok');
 } catch (e) {
   failed = true;

@@ -36,7 +36,7 @@ def bundle(tag, size):
         i += 1
     return "".join(parts)
 for k in range(n):
-    open(f"{out}/b{k}.js", "w").write(bundle(k, 500 * 1024))
+    open(f"{out}/b{k}.js", "w").write(bundle(k, 495 * 1024))
 open(f"{out}/serve.js", "w").write(bundle("serve", 200 * 1024))
 PY
 (cd "$work/origin" && exec python3 -m http.server 18491 --bind 127.0.0.1 >/dev/null 2>&1) &

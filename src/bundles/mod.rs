@@ -58,6 +58,27 @@ pub struct Settings {
     pub quarantine_on_drift: bool,
 }
 
+/// A failure of the service's own (the blob store, an analysis thread): a
+/// generic 500, its cause logged and never sent.
+fn internal(e: impl std::fmt::Display) -> crate::error::ApiError {
+    crate::error::ApiError::Exec(crate::exec::ExecError::Internal(sqlx::Error::Io(
+        std::io::Error::other(e.to_string()),
+    )))
+}
+
+/// Binds `value` as the next parameter of `args`.
+fn bind<'q, T>(
+    args: &mut sqlx::postgres::PgArguments,
+    value: T,
+) -> Result<(), crate::error::ApiError>
+where
+    T: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    sqlx::Arguments::add(args, value).map_err(|e| {
+        crate::error::ApiError::Exec(crate::exec::ExecError::Internal(sqlx::Error::Encode(e)))
+    })
+}
+
 /// Where version `version` of `bundle_id` is served.
 pub fn served_path(bundle_id: &str, version: &str) -> String {
     format!("/widgets/{bundle_id}/v{version}/bundle.js")

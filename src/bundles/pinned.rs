@@ -8,8 +8,8 @@
 //! forget it at once. A lookup that raced with a change does not keep what
 //! it read (a generation number tells).
 
-use super::Bundles;
 use super::store::Encoding;
+use super::{Bundles, bind, internal};
 use crate::auth::{Principal, Role};
 use crate::deadline::Deadline;
 use crate::error::ApiError;
@@ -17,7 +17,6 @@ use crate::exec::ExecError;
 use crate::sql;
 use bytes::Bytes;
 use serde::Deserialize;
-use sqlx::Arguments;
 use sqlx::postgres::PgArguments;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -176,37 +175,30 @@ impl Bundles {
         }
         let generation = self.pinned.generation.load(Ordering::Acquire);
         let mut args = PgArguments::default();
-        for value in [bundle_id, version] {
-            args.add(value)
-                .map_err(|e| ApiError::Exec(ExecError::Internal(sqlx::Error::Encode(e))))?;
-        }
+        bind(&mut args, bundle_id)?;
+        bind(&mut args, version)?;
         let json = self
             .db
             .query_json(principal, deadline, sql::bundles::PINNED, args)
             .await?;
         let mut rows: Vec<Row> = serde_json::from_str(json.get()).map_err(ExecError::from)?;
         let row = rows.pop().ok_or_else(not_found)?;
-        let storage = |e: super::store::StoreError| {
-            ApiError::Exec(ExecError::Internal(sqlx::Error::Io(std::io::Error::other(
-                e.to_string(),
-            ))))
-        };
         let identity = self
             .blobs
             .get(&row.sha256, Encoding::Identity)
             .await
-            .map_err(storage)?
+            .map_err(internal)?
             .ok_or_else(not_found)?;
         let gzip = self
             .blobs
             .get(&row.sha256, Encoding::Gzip)
             .await
-            .map_err(storage)?;
+            .map_err(internal)?;
         let brotli = self
             .blobs
             .get(&row.sha256, Encoding::Brotli)
             .await
-            .map_err(storage)?;
+            .map_err(internal)?;
         let approved = row.status == super::BundleStatus::Approved;
         let pinned = Arc::new(Pinned {
             approved,
@@ -235,8 +227,7 @@ impl Bundles {
             return Err(not_found());
         }
         let mut args = PgArguments::default();
-        args.add(bundle_id)
-            .map_err(|e| ApiError::Exec(ExecError::Internal(sqlx::Error::Encode(e))))?;
+        bind(&mut args, bundle_id)?;
         let json = self
             .db
             .query_json(principal, deadline, sql::bundles::NEWEST, args)

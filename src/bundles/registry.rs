@@ -5,7 +5,7 @@
 
 use super::analyse::{self, Finding};
 use super::fetch::{FetchError, USER_AGENTS};
-use super::{Bundles, served_path};
+use super::{Bundles, bind, internal, served_path};
 use crate::auth::{Principal, Role};
 use crate::code::ErrorCode;
 use crate::deadline::Deadline;
@@ -14,7 +14,6 @@ use crate::exec::ExecError;
 use crate::sql;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::Arguments;
 use sqlx::postgres::PgArguments;
 
 /// Where a version stands.
@@ -182,14 +181,6 @@ fn refused(e: FetchError) -> ApiError {
     }
 }
 
-fn bind<'q, T>(args: &mut PgArguments, value: T) -> Result<(), ApiError>
-where
-    T: 'q + sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    args.add(value)
-        .map_err(|e| ApiError::Exec(ExecError::Internal(sqlx::Error::Encode(e))))
-}
-
 fn rows(json: &serde_json::value::RawValue) -> Result<Vec<BundleVersion>, ApiError> {
     let mut rows: Vec<BundleVersion> = serde_json::from_str(json.get()).map_err(ExecError::from)?;
     for row in &mut rows {
@@ -227,16 +218,8 @@ impl Bundles {
         let analysis_hosts = hosts.clone();
         let analysis =
             tokio::task::spawn_blocking(move || analyse::analyse(&source, &analysis_hosts));
-        let stored = self.blobs.put(&fetched.bytes).await.map_err(|e| {
-            ApiError::Exec(ExecError::Internal(sqlx::Error::Io(std::io::Error::other(
-                e.to_string(),
-            ))))
-        })?;
-        let findings = analysis.await.map_err(|e| {
-            ApiError::Exec(ExecError::Internal(sqlx::Error::Io(std::io::Error::other(
-                e.to_string(),
-            ))))
-        })?;
+        let stored = self.blobs.put(&fetched.bytes).await.map_err(internal)?;
+        let findings = analysis.await.map_err(internal)?;
         let clean = !findings.iter().any(Finding::is_high);
 
         let mut args = PgArguments::default();

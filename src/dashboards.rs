@@ -305,40 +305,22 @@ impl Dashboards {
         let every = all(table);
         let deleting = matches!(write, Write::Delete(_));
         let (sql, values, select, inserted) = match write {
-            Write::Insert(insert) => {
-                let (select, inserted) = (insert.select.clone(), insert.rows.len());
-                let (sql, values) = sql::rest::insert(
-                    table,
-                    &rest::Insert {
-                        select: every,
-                        ..insert
-                    },
-                )
-                .map_err(too_many_parameters)?;
-                (sql, values, select, inserted)
+            Write::Insert(mut insert) => {
+                let select = std::mem::replace(&mut insert.select, every);
+                let (sql, values) =
+                    sql::rest::insert(table, &insert).map_err(too_many_parameters)?;
+                (sql, values, select, insert.rows.len())
             }
-            Write::Update(update) => {
-                let select = update.select.clone();
-                let (sql, values) = sql::rest::update(
-                    table,
-                    &rest::Update {
-                        select: every,
-                        ..update
-                    },
-                )
-                .map_err(too_many_parameters)?;
+            Write::Update(mut update) => {
+                let select = std::mem::replace(&mut update.select, every);
+                let (sql, values) =
+                    sql::rest::update(table, &update).map_err(too_many_parameters)?;
                 (sql, values, select, 0)
             }
-            Write::Delete(delete) => {
-                let select = delete.select.clone();
-                let (sql, values) = sql::rest::delete(
-                    table,
-                    &rest::Delete {
-                        select: every,
-                        ..delete
-                    },
-                )
-                .map_err(too_many_parameters)?;
+            Write::Delete(mut delete) => {
+                let select = std::mem::replace(&mut delete.select, every);
+                let (sql, values) =
+                    sql::rest::delete(table, &delete).map_err(too_many_parameters)?;
                 (sql, values, select, 0)
             }
         };

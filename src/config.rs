@@ -77,6 +77,42 @@ pub struct Config {
     /// `None`: sized at start from the process's file limit.
     pub max_connections: Option<usize>,
     pub bundles: BundleConfig,
+    pub fleet: FleetConfig,
+}
+
+/// Running more than one instance: the shared Redis level, read replicas
+/// and cache warming.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// `REDIS_URL`: the shared cache level and the fleet-wide rate limit
+    /// (`None`: neither; the rate limit is per instance).
+    pub redis_url: Option<String>,
+    /// `REDIS_TIMEOUT_MS`: the most one Redis call may take before the
+    /// request goes on without it.
+    pub redis_timeout: Duration,
+    /// `CACHE_REDIS_MAX_TTL_SECS`: no entry lives longer in Redis.
+    pub redis_max_ttl_secs: u64,
+    /// `DATABASE_READ_URLS`: streaming replicas widget queries run on.
+    pub read_urls: Vec<String>,
+    /// `CACHE_WARMING_WORKERS`: entries recomputed at once after a change
+    /// (0: no warming).
+    pub warming_workers: usize,
+    /// `CACHE_WARM_WINDOW_SECS`: only entries hit this recently are warmed.
+    pub warm_window_secs: u64,
+}
+
+impl fmt::Debug for FleetConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // URLs may carry passwords.
+        f.debug_struct("FleetConfig")
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "<redacted>"))
+            .field("redis_timeout", &self.redis_timeout)
+            .field("redis_max_ttl_secs", &self.redis_max_ttl_secs)
+            .field("read_urls", &format!("<{} redacted>", self.read_urls.len()))
+            .field("warming_workers", &self.warming_workers)
+            .field("warm_window_secs", &self.warm_window_secs)
+            .finish()
+    }
 }
 
 /// Widget bundles (`BUNDLE_*`): fetching, review, re-verification,
@@ -236,6 +272,7 @@ impl Config {
                 filter_preferences: positive(&get, "QUOTA_FILTER_PREFERENCES", 10_000)?,
             },
             bundles: bundle_config(&get, &data_dir)?,
+            fleet: fleet_config(&get)?,
             data_dir,
             database_url,
         })
@@ -279,6 +316,51 @@ fn bundle_config(
         },
         memory_mb: parse(get, "BUNDLE_MEMORY_MB", "64", "must be a whole number")?,
         store: StoreConfig::from_env(get, data_dir).map_err(ConfigError::BundleStore)?,
+    })
+}
+
+fn fleet_config(get: &impl Fn(&str) -> Option<String>) -> Result<FleetConfig, ConfigError> {
+    let redis_url = get("REDIS_URL").map(|u| u.trim().to_owned());
+    if let Some(url) = &redis_url
+        && !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("redis+unix://")
+            || url.starts_with("unix://"))
+    {
+        return Err(invalid(
+            "REDIS_URL",
+            "<redacted>",
+            "must be a redis://, rediss:// or unix:// URL",
+        ));
+    }
+    let read_urls: Vec<String> = get("DATABASE_READ_URLS")
+        .unwrap_or_default()
+        .split(',')
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if read_urls
+        .iter()
+        .any(|u| !(u.starts_with("postgres://") || u.starts_with("postgresql://")))
+    {
+        return Err(invalid(
+            "DATABASE_READ_URLS",
+            "<redacted>",
+            "must be comma-separated postgres:// URLs",
+        ));
+    }
+    Ok(FleetConfig {
+        redis_url,
+        redis_timeout: Duration::from_millis(positive(get, "REDIS_TIMEOUT_MS", 50)?),
+        redis_max_ttl_secs: positive(get, "CACHE_REDIS_MAX_TTL_SECS", 3600)?,
+        read_urls,
+        warming_workers: parse(
+            get,
+            "CACHE_WARMING_WORKERS",
+            "4",
+            "must be a whole number (0: no warming)",
+        )?,
+        warm_window_secs: positive(get, "CACHE_WARM_WINDOW_SECS", 600)?,
     })
 }
 
@@ -359,6 +441,7 @@ impl fmt::Debug for Config {
             .field("http_header_timeout", &self.http_header_timeout)
             .field("max_connections", &self.max_connections)
             .field("bundles", &self.bundles)
+            .field("fleet", &self.fleet)
             .finish()
     }
 }
@@ -500,12 +583,43 @@ mod tests {
         let c = config(&[
             ("DATABASE_URL", "postgres://u:hunter2@h/d"),
             ("JWT_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret"),
+            ("REDIS_URL", "redis://:hunter3@127.0.0.1:6379"),
+            ("DATABASE_READ_URLS", "postgres://u:hunter4@h/d"),
         ])
         .unwrap();
         let shown = format!("{c:?}");
         assert!(
-            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            !shown.contains("hunter") && !shown.contains("s3cret"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn fleet_settings_have_defaults_and_refuse_what_they_cannot_use() {
+        let c = config(&[]).unwrap().fleet;
+        assert_eq!(c.redis_url, None);
+        assert_eq!(c.redis_timeout, Duration::from_millis(50));
+        assert_eq!(c.redis_max_ttl_secs, 3600);
+        assert!(c.read_urls.is_empty());
+        assert_eq!((c.warming_workers, c.warm_window_secs), (4, 600));
+        let c = config(&[
+            ("REDIS_URL", "redis://127.0.0.1:6380/0"),
+            ("DATABASE_READ_URLS", "postgres://a/x, postgresql://b/x ,"),
+            ("CACHE_WARMING_WORKERS", "0"),
+        ])
+        .unwrap()
+        .fleet;
+        assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6380/0"));
+        assert_eq!(c.read_urls, ["postgres://a/x", "postgresql://b/x"]);
+        assert_eq!(c.warming_workers, 0);
+        for (name, value) in [
+            ("REDIS_URL", "http://x"),
+            ("DATABASE_READ_URLS", "mysql://x"),
+            ("CACHE_REDIS_MAX_TTL_SECS", "0"),
+            ("CACHE_WARM_WINDOW_SECS", "-1"),
+        ] {
+            let err = config(&[(name, value)]).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{err}");
+        }
     }
 }

@@ -60,17 +60,12 @@ impl Listener {
         self.bundles.pinned.listening();
         // Anything may have changed while we were not listening.
         reload_schema(&self.pool, &self.schema, &self.cache).await?;
-        // A number no write and no other session will ever carry: entries
-        // of an earlier session were made under watches that ended with
-        // it, and writes since went unannounced, so none of them may be
-        // reachable from this one (an equal base would revive them).
-        let session: i64 = sqlx::query_scalar("SELECT nextval('app.data_version')")
-            .fetch_one(&self.pool)
-            .await?;
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut listener)
             .await?;
-        self.cache.listening_from(session);
+        // Watches ended with the old session and writes since may have
+        // gone unannounced: every version is read afresh before it is used.
+        self.cache.listening();
         let mut requests = self.cache.watch_requests().await;
         loop {
             // Notifications first: a change heard ends a watch before a

@@ -7,8 +7,13 @@
 //!
 //! A fill cannot store an old result as current: the key is taken before
 //! the query runs, with the data versions known then. A write that commits
-//! meanwhile announces a new version, so later requests use a new key and
+//! meanwhile draws a new version, so later requests use a new key and
 //! never see the entry the slow fill stored under the old one.
+//!
+//! Versions live in PostgreSQL and read the same from every instance
+//! (`versions`), so instances share entries through the durable level
+//! from the first request, and a reconnect forgets nothing that is still
+//! exact.
 //!
 //! The cache's own database work (the durable level, watching) is
 //! optional: each step gets a short slice of the request's deadline, and a
@@ -25,7 +30,7 @@ pub use key::{Key, per_user, scope};
 pub use stats::{Latency, Snapshot, Stats};
 pub use table::{ENTRIES_CHANNEL, Stamp, purge};
 pub use versions::{CHANNEL as CHANGES_CHANNEL, Versions};
-pub use watch::Watch;
+pub use watch::{Watch, parse_lsn};
 
 use crate::auth::Principal;
 use crate::deadline::Deadline;
@@ -42,6 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OnceCell, Semaphore};
 use uuid::Uuid;
+use versions::Lookup;
 
 /// The most of a request's budget a read of the durable level may take:
 /// past it, running the query is the better bet.
@@ -106,6 +112,17 @@ impl Entry {
     }
 }
 
+/// Whether a request's answer can be cached, and under which key.
+#[derive(Debug)]
+pub enum KeyState {
+    Ready(Key),
+    /// A table's version must be read first ([`Cache::settle`]).
+    Unsettled,
+    /// It reads a table whose changes are not tracked, or changes are not
+    /// being heard right now.
+    Uncacheable,
+}
+
 /// How an answer was obtained: the `x-cache` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -168,24 +185,22 @@ impl Cache {
         }
     }
 
-    /// Changes are heard again, on a session that drew `session` (a change
-    /// number no write and no other session carries): the watches of the
-    /// session before ended with it, and no entry made before is reachable.
-    pub fn listening_from(&self, session: i64) {
-        self.watch.forget();
-        self.versions.reset(session);
+    /// Changes are heard again, on a new session: the watches of the
+    /// session before ended with it, so every version is read afresh
+    /// before it is used. Entries whose data did not change stay reachable.
+    pub fn listening(&self) {
+        self.versions.listening();
     }
 
     /// Changes are no longer heard: nothing is cached until they are again,
     /// and the watches ended with the session.
     pub fn deaf(&self) {
         self.versions.suspend();
-        self.watch.forget();
     }
 
     /// Whether changes are being heard (and so answers may be cached).
     pub fn is_listening(&self) -> bool {
-        self.versions.listening()
+        self.versions.is_listening()
     }
 
     /// Permissions changed (or were read afresh): keys made under other
@@ -194,18 +209,18 @@ impl Cache {
         self.versions.set_permissions(digest);
     }
 
-    /// The versions of `tables` (`schema.table`), or `None` when changes
-    /// are not being heard.
+    /// The versions of `tables` (`schema.table`) this instance vouches for
+    /// now (`None` for one it would read first).
     pub fn versions_of<'a>(
         &self,
         tables: impl IntoIterator<Item = &'a str>,
-    ) -> Option<Vec<(String, String)>> {
+    ) -> Vec<(String, Option<String>)> {
         self.versions.of(tables)
     }
 
     /// Tables watched on the listening session now.
     pub fn watched(&self) -> usize {
-        self.watch.len()
+        self.versions.watched()
     }
 
     /// Fills' requests to watch tables, for the listening session to serve
@@ -224,19 +239,24 @@ impl Cache {
         pid: i32,
         request: watch::Request,
     ) -> Result<(), sqlx::Error> {
-        self.watch.serve(listener, pid, request).await
+        self.watch
+            .serve(listener, pid, &self.versions, request)
+            .await
     }
 
-    /// A table changed (a `schema.table:n` payload): its entries become
-    /// unreachable, and its watch ends.
+    /// A table changed (a `schema.table:n` payload): its version is read
+    /// afresh before the next key is made, so its entries become
+    /// unreachable, and its watch ends until a fill needs it again.
     pub async fn table_changed(
         &self,
         listener: &mut PgListener,
         payload: &str,
     ) -> Result<(), sqlx::Error> {
-        if let Some(table) = self.versions.apply(payload) {
+        if let Some((_, watched)) = self.versions.changed(payload) {
             self.stats.invalidated();
-            self.watch.changed(listener, &table).await?;
+            if let Some(oid) = watched {
+                watch::release(listener, oid).await?;
+            }
         }
         Ok(())
     }
@@ -283,17 +303,44 @@ impl Cache {
         });
     }
 
-    /// The key for `plan` as asked by `principal`, or `None` when its
-    /// result must not be cached (it reads an untracked table, or changes
-    /// are not being heard right now).
-    pub fn key(&self, plan: &QueryPlan, ttl_secs: u64, principal: &Principal) -> Option<Key> {
+    /// The key for `plan` as asked by `principal`, from the versions in
+    /// memory (the hit path: no database).
+    pub fn key(&self, plan: &QueryPlan, ttl_secs: u64, principal: &Principal) -> KeyState {
         if !plan.change_tracked() {
-            return None;
+            return KeyState::Uncacheable;
         }
-        self.versions
+        let made = self
+            .versions
             .with(plan.tables_qualified(), |versions, permissions| {
                 key::key(plan, ttl_secs, versions, permissions, principal)
-            })
+            });
+        match made {
+            Lookup::Known(key) => KeyState::Ready(key),
+            Lookup::Unknown => KeyState::Unsettled,
+            Lookup::Deaf => KeyState::Uncacheable,
+        }
+    }
+
+    /// Watches `plan`'s tables and reads their versions, so that
+    /// [`Cache::key`] can make its key; false when that could not be done
+    /// within the request's share of `deadline` (its answer is then not
+    /// cached). Never an error: the cache's own work fails quietly.
+    pub async fn settle(&self, plan: &QueryPlan, deadline: Deadline) -> bool {
+        let settled = self.watch.settle(&self.pool, &self.versions, plan.tables());
+        match deadline.within(WATCH_BUDGET).run(settled).await {
+            Ok(Ok(settled)) => settled,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "could not read data versions; not caching this answer");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The primary's WAL position a replica must have replayed to answer
+    /// `plan` at the versions its key holds.
+    pub fn replayed_by(&self, plan: &QueryPlan) -> Option<u64> {
+        self.versions.lsn(plan.tables_qualified())
     }
 
     /// What `key` (made for `plan`, `ttl_secs` and `principal`) was made
@@ -306,7 +353,8 @@ impl Cache {
         ttl_secs: u64,
         principal: &Principal,
     ) -> Option<Stamp> {
-        self.versions
+        let made = self
+            .versions
             .with(plan.tables_qualified(), |versions, permissions| {
                 (key::key(plan, ttl_secs, versions, permissions, principal) == *key).then(|| {
                     Stamp {
@@ -315,17 +363,20 @@ impl Cache {
                         permissions: permissions.to_owned(),
                     }
                 })
-            })
-            .flatten()
+            });
+        match made {
+            Lookup::Known(stamp) => stamp,
+            Lookup::Unknown | Lookup::Deaf => None,
+        }
     }
 
     /// Deletes durable rows that have expired, that a heard change or a
     /// permission change made unreachable, and then the least recently
     /// used until the rows take at most `max_bytes`. Returns how many.
     pub async fn purge(&self, max_bytes: i64) -> Result<u64, sqlx::Error> {
-        let (current, permissions) = self.versions.heard();
+        let (heard, permissions) = self.versions.heard();
         Ok(table::purge(&self.pool).await?
-            + table::purge_superseded(&self.pool, &current, &permissions).await?
+            + table::purge_superseded(&self.pool, &heard, &permissions).await?
             + table::evict(&self.pool, max_bytes).await?)
     }
 
@@ -345,7 +396,6 @@ impl Cache {
         &self,
         key: &Key,
         stamp: Option<&Stamp>,
-        plan: &QueryPlan,
         widget: Option<Uuid>,
         replace: bool,
         deadline: Deadline,
@@ -354,22 +404,9 @@ impl Cache {
     where
         Fut: Future<Output = Result<Entry, E>>,
     {
-        let tables = plan.tables();
-        let watch = || async {
-            let watched = self.watch.ensure(&self.pool, tables);
-            // Not watched in time: the answer is given, not stored.
-            deadline
-                .within(WATCH_BUDGET)
-                .run(watched)
-                .await
-                .unwrap_or(false)
-        };
         if replace {
-            let storable = watch().await;
             let entry = Arc::new(self.run(compute).await?);
-            if storable {
-                self.keep(key, stamp, widget, &entry);
-            }
+            self.keep(key, stamp, widget, &entry);
             return Ok((entry, Outcome::Miss));
         }
         let flight = Arc::clone(self.flights().entry(key.clone()).or_default());
@@ -405,15 +442,10 @@ impl Cache {
                     Err(_) => tracing::debug!("cache table too slow; computing"),
                 }
                 let compute = compute.take()?;
-                // Watched before the query takes its snapshot, so a write
-                // it misses is announced (see `watch`).
-                let storable = watch().await;
                 match self.run(compute).await {
                     Ok(entry) => {
                         let entry = Arc::new(entry);
-                        if storable {
-                            self.keep(key, stamp, widget, &entry);
-                        }
+                        self.keep(key, stamp, widget, &entry);
                         Some(entry)
                     }
                     Err(e) => {

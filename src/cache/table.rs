@@ -90,27 +90,29 @@ pub async fn purge(pool: &PgPool) -> Result<u64, sqlx::Error> {
 }
 
 /// Deletes rows no key can reach any more: made under other permissions
-/// than `permissions`, or reading a table whose version has since moved
-/// on to one in `current` (changes heard, `(table, version)`). A row keyed
-/// by another session's base is left to expire: that session may live.
+/// than `permissions`, under a version of the older scheme, or reading a
+/// table at a version numbered below a change heard since (`heard`:
+/// `(table, highest change number)`; versions only grow).
 pub async fn purge_superseded(
     pool: &PgPool,
-    current: &[(String, String)],
+    heard: &[(String, u64)],
     permissions: &str,
 ) -> Result<u64, sqlx::Error> {
-    let (tables, versions): (Vec<&str>, Vec<&str>) = current
+    let (tables, numbers): (Vec<&str>, Vec<i64>) = heard
         .iter()
-        .map(|(t, v)| (t.as_str(), v.as_str()))
+        .map(|(t, n)| (t.as_str(), i64::try_from(*n).unwrap_or(i64::MAX)))
         .unzip();
     Ok(sqlx::query(
         "DELETE FROM app.widget_data_cache c \
          WHERE c.permissions <> $3 \
+            OR EXISTS (SELECT 1 FROM unnest(c.versions) AS r(v) WHERE r.v !~ '^[0-9]+\\.[0-9]+$') \
             OR EXISTS (SELECT 1 FROM unnest(c.tables, c.versions) AS r(t, v) \
-                       JOIN unnest($1::text[], $2::text[]) AS cur(t, v) ON cur.t = r.t \
-                       WHERE cur.v <> r.v)",
+                       JOIN unnest($1::text[], $2::bigint[]) AS cur(t, n) ON cur.t = r.t \
+                       WHERE CASE WHEN r.v ~ '^[0-9]+\\.[0-9]+$' \
+                             THEN split_part(r.v, '.', 2)::bigint < cur.n END)",
     )
     .bind(&tables)
-    .bind(&versions)
+    .bind(&numbers)
     .bind(permissions)
     .execute(pool)
     .await?

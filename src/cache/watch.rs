@@ -1,21 +1,17 @@
-//! Which tables this instance watches: writers announce a table's changes
-//! only while some instance watches it (`migrations/0006`).
+//! Watching tables and reading their versions (`versions` has the
+//! argument for why this is exact).
 //!
-//! Watching a table is a shared advisory lock held by the listening
-//! session, so it ends with that session, together with hearing changes.
-//! The listener takes and drops these locks ([`Watch::serve`]); a fill asks
-//! it to with [`Watch::ensure`] before its query runs, then waits out the
-//! writes that started before the watch (the barrier).
-//!
-//! Why an entry stays exact: its key holds the versions read *before*
-//! `ensure`. A write after the barrier is announced while the watch lasts,
-//! and the watch ends only on hearing a change, which gives the table a new
-//! version; a write before the barrier is in the query's snapshot.
+//! Writers announce a table's changes only while some instance watches it
+//! (`migrations/0006`): watching is a shared advisory lock held by the
+//! listening session, so it ends with that session, together with hearing
+//! changes. The listener takes these locks ([`Watch::serve`]) and lets go
+//! of one when it hears the table's next change ([`release`]). A fill
+//! that needs a version asks for the watch, then reads the versions and
+//! waits out the writes in flight, in one transaction ([`Watch::settle`]).
 
+use super::versions::{Current, TableName, Versions};
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Postgres};
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,17 +23,6 @@ const WATCHERS: i32 = 1_464_139_778;
 /// its result (it still answers the request).
 pub const BARRIER_TIMEOUT: Duration = Duration::from_millis(200);
 
-/// A `schema.table` name, as the versions and notifications spell it.
-pub type TableName = String;
-
-struct Watched {
-    oid: i32,
-    /// Distinguishes this watch from an earlier one of the same table.
-    generation: u64,
-    /// Every write that began before the watch has ended.
-    settled: bool,
-}
-
 /// A fill's request to watch tables, answered by the listener.
 pub struct Request {
     tables: Vec<(String, String)>,
@@ -47,7 +32,6 @@ pub struct Request {
 pub struct Watch {
     requests: mpsc::UnboundedSender<Request>,
     inbox: tokio::sync::Mutex<mpsc::UnboundedReceiver<Request>>,
-    tables: Mutex<HashMap<TableName, Watched>>,
     generation: std::sync::atomic::AtomicU64,
 }
 
@@ -57,25 +41,27 @@ impl Default for Watch {
         Self {
             requests,
             inbox: tokio::sync::Mutex::new(inbox),
-            tables: Mutex::new(HashMap::new()),
             generation: Default::default(),
         }
     }
 }
 
 impl Watch {
-    /// Makes sure `tables` (`(schema, name)`) are watched and settled;
-    /// `false` when they cannot be (not listening, a table gone, writes
-    /// that outlast [`BARRIER_TIMEOUT`]): the result must not be stored.
-    pub async fn ensure(&self, pool: &PgPool, tables: &[(String, String)]) -> bool {
-        let unwatched: Vec<_> = {
-            let watched = self.lock();
-            tables
-                .iter()
-                .filter(|(s, t)| !watched.contains_key(&format!("{s}.{t}")))
-                .cloned()
-                .collect()
-        };
+    /// Makes sure `tables` (`(schema, name)`) are watched and their
+    /// versions known; `false` when they cannot be (not listening, a table
+    /// gone, writes that outlast [`BARRIER_TIMEOUT`], a change heard
+    /// meanwhile): the result is then not stored.
+    pub async fn settle(
+        &self,
+        pool: &PgPool,
+        versions: &Versions,
+        tables: &[(String, String)],
+    ) -> Result<bool, sqlx::Error> {
+        let unwatched: Vec<_> = tables
+            .iter()
+            .filter(|(s, t)| !versions.is_watched(&format!("{s}.{t}")))
+            .cloned()
+            .collect();
         if !unwatched.is_empty() {
             let (done, answer) = oneshot::channel();
             let request = Request {
@@ -83,41 +69,32 @@ impl Watch {
                 done,
             };
             if self.requests.send(request).is_err() || !answer.await.unwrap_or(false) {
-                return false;
+                return Ok(false);
             }
         }
-        let unsettled: Vec<(TableName, i32, u64)> = {
-            let watched = self.lock();
-            let mut unsettled = Vec::new();
-            for (s, t) in tables {
-                let name = format!("{s}.{t}");
-                match watched.get(&name) {
-                    // Let go of meanwhile: a change was heard, so the
-                    // caller's key is already out of date; nothing to wait for.
-                    None => {}
-                    Some(w) if w.settled => {}
-                    Some(w) => unsettled.push((name, w.oid, w.generation)),
-                }
-            }
-            unsettled
+        let names: Vec<TableName> = tables.iter().map(|(s, t)| format!("{s}.{t}")).collect();
+        // Let go of meanwhile: a change was heard; the next request tries again.
+        let Some(unsettled) = versions.unsettled(&names) else {
+            return Ok(false);
         };
         if unsettled.is_empty() {
-            return true;
+            return Ok(true);
         }
         let oids: Vec<i32> = unsettled.iter().map(|(_, oid, _)| *oid).collect();
-        if let Err(e) = barrier(pool, &oids).await {
-            tracing::debug!(error = %e, "writes still in flight; this result is not stored");
-            return false;
+        let (read, lsn) = read_versions(pool, &oids).await?;
+        let mut settled = true;
+        for (table, oid, generation) in unsettled {
+            let Some((_, version)) = read.iter().find(|(o, _)| *o == oid) else {
+                settled = false; // no longer tracked
+                continue;
+            };
+            let current = Current {
+                version: version.clone(),
+                lsn,
+            };
+            settled &= versions.settle(&table, generation, current);
         }
-        let mut watched = self.lock();
-        for (name, _, generation) in unsettled {
-            if let Some(w) = watched.get_mut(&name)
-                && w.generation == generation
-            {
-                w.settled = true;
-            }
-        }
-        true
+        Ok(settled)
     }
 
     /// Runs on the listening session, between notifications: takes the
@@ -128,12 +105,13 @@ impl Watch {
         &self,
         listener: &mut PgListener,
         pid: i32,
+        versions: &Versions,
         request: Request,
     ) -> Result<(), sqlx::Error> {
         let mut ok = true;
         for (schema, table) in &request.tables {
             let name = format!("{schema}.{table}");
-            if self.lock().contains_key(&name) {
+            if versions.is_watched(&name) {
                 continue;
             }
             let (backend, oid): (i32, Option<i32>) = sqlx::query_as(
@@ -156,14 +134,7 @@ impl Watch {
                     let generation = self
                         .generation
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.lock().insert(
-                        name,
-                        Watched {
-                            oid,
-                            generation,
-                            settled: false,
-                        },
-                    );
+                    versions.watching(name, oid, generation);
                 }
                 None => ok = false, // dropped meanwhile
             }
@@ -172,55 +143,75 @@ impl Watch {
         Ok(())
     }
 
-    /// A change to `table` was heard: every entry made while watching it is
-    /// unreachable now, so stop watching until the next fill.
-    pub async fn changed(&self, listener: &mut PgListener, table: &str) -> Result<(), sqlx::Error> {
-        let Some(watched) = self.lock().remove(table) else {
-            return Ok(());
-        };
-        sqlx::query("SELECT pg_advisory_unlock_shared($1, $2)")
-            .bind(WATCHERS)
-            .bind(watched.oid)
-            .execute(&mut *listener)
-            .await?;
-        Ok(())
-    }
-
-    /// The listening session ended: its locks went with it.
-    pub fn forget(&self) {
-        self.lock().clear();
-    }
-
     /// The request queue, held by the one listening task.
     pub async fn inbox(&self) -> tokio::sync::MutexGuard<'_, mpsc::UnboundedReceiver<Request>> {
         self.inbox.lock().await
     }
-
-    /// How many tables are watched now.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TableName, Watched>> {
-        self.tables.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
-/// Waits until every write to the tables that began before now has ended.
-async fn barrier(pool: &PgPool, oids: &[i32]) -> Result<(), sqlx::Error> {
+/// Lets go of the watch on table `oid` (a change to it was heard).
+pub async fn release(listener: &mut PgListener, oid: i32) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_unlock_shared($1, $2)")
+        .bind(WATCHERS)
+        .bind(oid)
+        .execute(&mut *listener)
+        .await?;
+    Ok(())
+}
+
+/// Reads the versions of the tables `oids`, *then* waits until every write
+/// to them that began before has ended (the barrier), then reads the
+/// primary's WAL insert position: `((oid, version), lsn)`. A table no
+/// longer tracked has no version.
+async fn read_versions(
+    pool: &PgPool,
+    oids: &[i32],
+) -> Result<(Vec<(i32, String)>, u64), sqlx::Error> {
     let mut tx: sqlx::Transaction<'_, Postgres> = pool.begin().await?;
-    sqlx::query("SELECT set_config('lock_timeout', $1, true)")
-        .bind(format!("{}ms", BARRIER_TIMEOUT.as_millis()))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1, o) FROM unnest($2::integer[]) o")
-        .bind(WRITERS)
-        .bind(oids)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await
+    let (_, relids, versions): (String, Vec<i32>, Vec<String>) = sqlx::query_as(
+        "SELECT set_config('lock_timeout', $2, true), \
+           coalesce(array_agg(d.relid::integer), '{}'), \
+           coalesce(array_agg(format('%s.%s', d.sequence::oid, \
+             coalesce(pg_sequence_last_value(d.sequence), 0))), '{}') \
+         FROM app.data_versions d WHERE d.relid::integer = ANY($1)",
+    )
+    .bind(oids)
+    .bind(format!("{}ms", BARRIER_TIMEOUT.as_millis()))
+    .fetch_one(&mut *tx)
+    .await?;
+    // An aggregate's target list is evaluated after every row: the
+    // position is read once every lock has been granted.
+    let (_, lsn): (i64, String) = sqlx::query_as(
+        "SELECT count(pg_advisory_xact_lock($1, o)), pg_current_wal_insert_lsn()::text \
+         FROM unnest($2::integer[]) o",
+    )
+    .bind(WRITERS)
+    .bind(&relids)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let lsn = parse_lsn(&lsn)
+        .ok_or_else(|| sqlx::Error::Protocol(format!("not a WAL position: {lsn}")))?;
+    Ok((relids.into_iter().zip(versions).collect(), lsn))
+}
+
+/// `X/Y` (two hexadecimal halves) as one number.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (high, low) = text.split_once('/')?;
+    let high = u32::from_str_radix(high, 16).ok()?;
+    let low = u32::from_str_radix(low, 16).ok()?;
+    Some((u64::from(high) << 32) | u64::from(low))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wal_positions_parse_as_postgresql_writes_them() {
+        assert_eq!(super::parse_lsn("0/0"), Some(0));
+        assert_eq!(super::parse_lsn("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(super::parse_lsn("FFFFFFFF/FFFFFFFF"), Some(u64::MAX));
+        for bad in ["", "1", "1/", "/1", "G/1", "1/2/3"] {
+            assert_eq!(super::parse_lsn(bad), None, "{bad}");
+        }
+    }
 }

@@ -6,7 +6,7 @@
 //! and lifetimes), not the whole service.
 
 use crate::auth::Principal;
-use crate::cache::{Cache, Entry, Outcome};
+use crate::cache::{Cache, Entry, KeyState, Outcome};
 use crate::deadline::Deadline;
 use crate::error::ApiError;
 use crate::exec::{Database, ExecError};
@@ -231,8 +231,8 @@ async fn run(
     };
     // However long a widget asks to be kept, no entry outlives this.
     let ttl_secs = ttl_secs.min(cx.lifetimes.max_secs);
-    let key = cx.cache.key(&plan, ttl_secs, principal);
-    if let Some(key) = &key
+    let mut key = cx.cache.key(&plan, ttl_secs, principal);
+    if let KeyState::Ready(key) = &key
         && !query.force_refresh
         && let Some(entry) = cx.cache.fresh(key, Utc::now())
     {
@@ -247,6 +247,24 @@ async fn run(
         return fall_back(cx, &plan, ttl_secs, principal, ExecError::Down)
             .map(|a| Answer { presentation, ..a });
     }
+    // A table's version must be read first (after its change, or on a
+    // new listening session): then the key, and perhaps a hit after all.
+    if matches!(key, KeyState::Unsettled) {
+        key = match Box::pin(cx.cache.settle(&plan, deadline)).await {
+            true => cx.cache.key(&plan, ttl_secs, principal),
+            false => KeyState::Uncacheable,
+        };
+        if let KeyState::Ready(key) = &key
+            && !query.force_refresh
+            && let Some(entry) = cx.cache.fresh(key, Utc::now())
+        {
+            return Ok(Answer {
+                entry,
+                outcome: Outcome::Hit,
+                presentation,
+            });
+        }
+    }
     let compute = || async {
         let (sql, values) = sql::build(&plan);
         let cached_at = Utc::now();
@@ -258,12 +276,11 @@ async fn run(
         Ok::<_, ApiError>(Entry::new(data, cached_at, cached_at + ttl))
     };
     let result = match &key {
-        Some(key) => {
+        KeyState::Ready(key) => {
             let stamp = cx.cache.stamp(key, &plan, ttl_secs, principal);
             Box::pin(cx.cache.fill(
                 key,
                 stamp.as_ref(),
-                &plan,
                 widget,
                 query.force_refresh,
                 deadline,
@@ -272,7 +289,7 @@ async fn run(
             .await
         }
         // Not cacheable: computed for this request alone.
-        None => Box::pin(compute())
+        KeyState::Unsettled | KeyState::Uncacheable => Box::pin(compute())
             .await
             .map(|e| (Arc::new(e), Outcome::Miss)),
     };

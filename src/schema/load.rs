@@ -23,7 +23,8 @@ SELECT n.nspname::text AS schema,
        -- a partitioned table's statement triggers miss writes made
        -- straight into its partitions: never tracked
        c.relkind = 'r' AND EXISTS (SELECT 1 FROM pg_trigger g
-               WHERE g.tgrelid = c.oid AND g.tgname = 'widget_data_changed') AS tracked,
+               WHERE g.tgrelid = c.oid AND g.tgname = 'widget_data_changed'
+                 AND g.tgfoid = to_regproc('app.announce_data_change')) AS tracked,
        a.attname::text AS column,
        NOT a.attnotnull AS nullable,
        ARRAY(SELECT r FROM request_roles WHERE has_any_column_privilege(r, c.oid, 'SELECT')) AS select,
@@ -81,7 +82,8 @@ WITH RECURSIVE deps(view, rel) AS (
 )
 SELECT DISTINCT vn.nspname::text, v.relname::text, bn.nspname::text, b.relname::text,
        b.relkind = 'r' AND EXISTS (SELECT 1 FROM pg_trigger g
-               WHERE g.tgrelid = b.oid AND g.tgname = 'widget_data_changed') AS tracked
+               WHERE g.tgrelid = b.oid AND g.tgname = 'widget_data_changed'
+                 AND g.tgfoid = to_regproc('app.announce_data_change')) AS tracked
 FROM deps
 JOIN pg_class v ON v.oid = deps.view JOIN pg_namespace vn ON vn.oid = v.relnamespace
 JOIN pg_class b ON b.oid = deps.rel JOIN pg_namespace bn ON bn.oid = b.relnamespace

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use widget_data::auth::Principal;
-use widget_data::cache::Entry;
+use widget_data::cache::{Entry, KeyState};
 use widget_data::deadline::Deadline;
 
 /// An app whose listener is running, so results may be cached.
@@ -153,24 +153,31 @@ async fn a_write_during_a_slow_fill_never_leaves_the_old_result_current() {
     let source: widget_data::plan::DataSource =
         serde_json::from_value(json!({"table": "servers"})).unwrap();
     let plan = widget_data::plan::plan(&source, &[], &t.app.schema(), &t.app.limits).unwrap();
-    let key = t.app.cache.key(&plan, 300, &principal).unwrap();
+    assert!(
+        t.app
+            .cache
+            .settle(&plan, Deadline::after(Duration::from_secs(10)))
+            .await
+    );
+    let KeyState::Ready(key) = t.app.cache.key(&plan, 300, &principal) else {
+        panic!("the versions were just read");
+    };
     let pool = t.pool.clone();
     let app = Arc::clone(&t.app);
     let filled_under = key.clone();
-    let planned = plan.clone();
     // The fill reads the count, then a write commits while it is still in
     // flight, and only then does it store what it read.
     let (entry, _) = t
         .app
         .cache
-        .fill(&key, None, &planned, None, false, Deadline::after(Duration::from_secs(10)), || async move {
+        .fill(&key, None, None, false, Deadline::after(Duration::from_secs(10)), || async move {
             let old: i64 = sqlx::query_scalar("SELECT count(*) FROM servers").fetch_one(&pool).await.unwrap();
             sqlx::query("INSERT INTO servers (hostname, status, region) VALUES ('late', 'Ready', 'eu-west-1')")
                 .execute(&pool)
                 .await
                 .unwrap();
             let deadline = Instant::now() + Duration::from_secs(5);
-            while app.cache.key(&plan, 300, &principal).as_ref() == Some(&filled_under) {
+            while matches!(app.cache.key(&plan, 300, &principal), KeyState::Ready(k) if k == filled_under) {
                 assert!(Instant::now() < deadline, "the write was never announced");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -403,7 +410,6 @@ async fn entries_of_a_lost_listening_session_are_never_served_again() {
         t.query(&token, count_by_status()).await.headers["x-cache"],
         "hit"
     );
-    let before = t.app.cache.versions_of(["public.servers"]).unwrap();
     // The session holding the watch lock on servers is the listener's.
     let terminated: bool = sqlx::query_scalar(
         "SELECT bool_or(pg_terminate_backend(pid)) FROM pg_locks
@@ -414,16 +420,21 @@ async fn entries_of_a_lost_listening_session_are_never_served_again() {
     .await
     .unwrap();
     assert!(terminated, "the listener held a watch");
+    // Deaf for a second, then listening on a new session.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while t
-        .app
-        .cache
-        .versions_of(["public.servers"])
-        .is_none_or(|v| v == before)
-    {
+    while t.app.cache.is_listening() {
+        assert!(Instant::now() < deadline, "the listener never noticed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    while !t.app.cache.is_listening() {
         assert!(Instant::now() < deadline, "the listener never came back");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(
+        t.app.cache.watched(),
+        0,
+        "the watches ended with the session"
+    );
     // Nobody watches servers now: this write is not announced.
     sqlx::query("UPDATE servers SET status = 'Offline' WHERE status = 'Active'")
         .execute(&t.pool)

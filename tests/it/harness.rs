@@ -189,7 +189,7 @@ impl TestApp {
     pub async fn listen(&self) {
         self.app.spawn_listener();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while self.app.cache.versions_of(["public.servers"]).is_none() {
+        while !self.app.cache.is_listening() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "listener never started"

@@ -14,12 +14,13 @@ use crate::dashboards::Dashboards;
 use crate::db::Health;
 use crate::exec::Database;
 use crate::listener::Listener;
-use crate::pipeline::{self, Lifetimes};
+use crate::pipeline::{self, Lifetimes, Warmed};
 use crate::plan::Limits;
 use crate::rate_limit::RateLimiter;
 use crate::schema::{self, SchemaCache};
 use sqlx::PgPool;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 /// Connections of the service's own pool (the durable cache level, the
@@ -71,10 +72,14 @@ impl App {
             default_limit: 1000.min(config.max_rows),
             max_rows: config.max_rows,
         };
-        let cache = Arc::new(Cache::new(
+        let mut cache = Cache::new(
             usize::try_from(config.cache_memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
             own.clone(),
-        ));
+        );
+        if config.fleet.warming_workers > 0 {
+            cache = cache.with_warming(config.fleet.warm_window_secs);
+        }
+        let cache = Arc::new(cache);
         let bundles = Arc::new(Bundles {
             db: Arc::clone(&db),
             pool: own.clone(),
@@ -156,6 +161,44 @@ impl App {
             health: Arc::clone(self.db.health()),
         }
         .spawn()
+    }
+
+    /// Cache warming: after each change heard, computes again the entries
+    /// of the changed table read within `CACHE_WARM_WINDOW_SECS`, at most
+    /// `CACHE_WARMING_WORKERS` at once (none when that is 0).
+    pub fn spawn_warming(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let workers = self.config.fleet.warming_workers;
+        if workers == 0 {
+            return None;
+        }
+        let app = Arc::clone(self);
+        Some(tokio::spawn(async move {
+            let Some(mut changed) = app.cache.changed_tables().await else {
+                return;
+            };
+            let slots = Arc::new(tokio::sync::Semaphore::new(workers));
+            while let Some(table) = changed.recv().await {
+                for recipe in app.cache.due(&table) {
+                    let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                        return;
+                    };
+                    let (app, table) = (Arc::clone(&app), table.clone());
+                    tokio::spawn(async move {
+                        let stats = &app.cache.stats;
+                        match app.pipeline.warm(&recipe).await {
+                            Ok(Warmed::Computed) => stats.warmed.fetch_add(1, Relaxed),
+                            Ok(Warmed::Elsewhere) => stats.warmed_elsewhere.fetch_add(1, Relaxed),
+                            Ok(Warmed::Present | Warmed::Unkeyed) => 0,
+                            Err(e) => {
+                                tracing::debug!(error = %e, table, "warming an entry failed");
+                                stats.warm_failures.fetch_add(1, Relaxed)
+                            }
+                        };
+                        drop(slot);
+                    });
+                }
+            }
+        }))
     }
 
     /// Re-fetches approved bundle versions' origins every

@@ -24,12 +24,14 @@ mod memory;
 mod stats;
 mod table;
 mod versions;
+mod warm;
 mod watch;
 
 pub use key::{Key, per_user, scope};
 pub use stats::{Latency, Snapshot, Stats};
 pub use table::{ENTRIES_CHANNEL, Stamp, purge};
 pub use versions::{CHANNEL as CHANGES_CHANNEL, Versions};
+pub use warm::Recipe;
 pub use watch::{Watch, parse_lsn};
 
 use crate::auth::Principal;
@@ -48,6 +50,7 @@ use std::time::Duration;
 use tokio::sync::{OnceCell, Semaphore};
 use uuid::Uuid;
 use versions::Lookup;
+use warm::Warmable;
 
 /// The most of a request's budget a read of the durable level may take:
 /// past it, running the query is the better bet.
@@ -76,6 +79,9 @@ pub struct Entry {
     /// Names this answer for HTTP revalidation, as an `ETag` value: a
     /// digest of the rows and of when they were computed.
     pub etag: axum::body::Bytes,
+    /// How to compute it again after a change, once it has been served
+    /// (cache warming).
+    recipe: std::sync::OnceLock<Arc<Recipe>>,
 }
 
 impl Entry {
@@ -97,6 +103,7 @@ impl Entry {
             hit_body: Default::default(),
             // Weak: a hit's body and a miss's differ in `cached` only.
             etag: format!("W/\"{hex}\"").into(),
+            recipe: Default::default(),
         }
     }
 
@@ -169,6 +176,18 @@ pub struct Cache {
     durable_writes: Arc<Semaphore>,
     /// Tells this instance's entry announcements from other instances'.
     instance: Uuid,
+    /// Entries read lately, by table, for warming; `None`: no warming.
+    warming: Option<Warming>,
+}
+
+/// Cache warming's side of the cache.
+struct Warming {
+    /// Only entries read within this many seconds are warmed.
+    window_secs: i64,
+    recipes: Warmable,
+    /// Tables whose change was heard, for the warming task.
+    changed: tokio::sync::mpsc::UnboundedSender<String>,
+    inbox: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>,
 }
 
 impl Cache {
@@ -182,7 +201,103 @@ impl Cache {
             pool,
             durable_writes: Arc::new(Semaphore::new(DURABLE_WRITES)),
             instance: Uuid::new_v4(),
+            warming: None,
         }
+    }
+
+    /// Keeps what warming needs: entries read within `window_secs` are
+    /// handed out again when their tables change ([`Cache::due`]).
+    pub fn with_warming(mut self, window_secs: u64) -> Self {
+        let (changed, inbox) = tokio::sync::mpsc::unbounded_channel();
+        self.warming = Some(Warming {
+            window_secs: i64::try_from(window_secs).unwrap_or(i64::MAX),
+            recipes: Warmable::default(),
+            changed,
+            inbox: tokio::sync::Mutex::new(inbox),
+        });
+        self
+    }
+
+    /// Tables whose change was heard, for the one warming task; `None`
+    /// without warming.
+    pub async fn changed_tables(
+        &self,
+    ) -> Option<tokio::sync::MutexGuard<'_, tokio::sync::mpsc::UnboundedReceiver<String>>> {
+        Some(self.warming.as_ref()?.inbox.lock().await)
+    }
+
+    /// `table` changed: the recipes of entries read from it within the
+    /// warm window, newest first. Every recipe filed under it is
+    /// forgotten, read lately or not.
+    pub fn due(&self, table: &str) -> Vec<Arc<Recipe>> {
+        let Some(warming) = &self.warming else {
+            return Vec::new();
+        };
+        let since = Utc::now().timestamp().saturating_sub(warming.window_secs);
+        warming.recipes.due(table, since)
+    }
+
+    /// `entry`, served under `key` at `now` (Unix seconds), will be warmed
+    /// after a change if it is read within the window: files its recipe
+    /// (made by `recipe` the first time), or marks it read.
+    pub fn remember(&self, key: &Key, entry: &Entry, now: i64, recipe: impl FnOnce() -> Recipe) {
+        let Some(warming) = &self.warming else {
+            return;
+        };
+        let mut made = None;
+        let filed = entry.recipe.get_or_init(|| {
+            let recipe = Arc::new(recipe());
+            made = Some(Arc::clone(&recipe));
+            recipe
+        });
+        match made {
+            Some(recipe) => warming.recipes.file(key, &recipe, warming.window_secs),
+            None => filed.read_at(now),
+        }
+    }
+
+    /// Recipes filed for warming now.
+    pub fn warmable(&self) -> usize {
+        self.warming.as_ref().map_or(0, |w| w.recipes.count())
+    }
+
+    /// Whether an unexpired entry for `key` is in memory or the durable
+    /// level (not counted as a hit: warming asks, not a caller).
+    pub async fn present(&self, key: &Key, deadline: Deadline) -> bool {
+        let now = Utc::now();
+        if self.memory.get(key).is_some_and(|e| e.expires_at > now) {
+            return true;
+        }
+        let stored = deadline
+            .within(DURABLE_READ_BUDGET)
+            .run(table::load(&self.pool, key));
+        match stored.await {
+            Ok(Ok(Some(entry))) => {
+                self.memory.insert(key.clone(), Arc::new(entry));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Claims the warming of `key` for this instance; false when another
+    /// instance claimed it first (or the claim could not be made).
+    pub async fn claim(&self, key: &Key) -> bool {
+        match table::claim(&self.pool, key).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not claim an entry to warm");
+                false
+            }
+        }
+    }
+
+    /// Keeps an entry warming computed, as a miss would, and files its
+    /// recipe (carrying the last read of the one it was made from).
+    pub fn warmed(&self, key: &Key, stamp: Option<&Stamp>, recipe: &Recipe, entry: Arc<Entry>) {
+        self.stats.executions.fetch_add(1, Relaxed);
+        self.keep(key, stamp, recipe.widget, &entry);
+        self.remember(key, &entry, recipe.last_read(), || recipe.again());
     }
 
     /// Changes are heard again, on a new session: the watches of the
@@ -252,8 +367,11 @@ impl Cache {
         listener: &mut PgListener,
         payload: &str,
     ) -> Result<(), sqlx::Error> {
-        if let Some((_, watched)) = self.versions.changed(payload) {
+        if let Some((table, watched)) = self.versions.changed(payload) {
             self.stats.invalidated();
+            if let Some(warming) = &self.warming {
+                let _ = warming.changed.send(table);
+            }
             if let Some(oid) = watched {
                 watch::release(listener, oid).await?;
             }
@@ -377,6 +495,7 @@ impl Cache {
         let (heard, permissions) = self.versions.heard();
         Ok(table::purge(&self.pool).await?
             + table::purge_superseded(&self.pool, &heard, &permissions).await?
+            + table::purge_claims(&self.pool).await?
             + table::evict(&self.pool, max_bytes).await?)
     }
 
@@ -433,6 +552,7 @@ impl Cache {
                         let entry = Arc::new(entry);
                         self.memory.insert(key.clone(), Arc::clone(&entry));
                         self.stats.hits.fetch_add(1, Relaxed);
+                        self.stats.table_hits.fetch_add(1, Relaxed);
                         reused = true;
                         return Some(entry);
                     }
@@ -489,7 +609,9 @@ impl Cache {
     pub fn snapshot(&self) -> Snapshot {
         let m = &self.memory;
         m.sync();
-        self.stats.snapshot(m.len(), m.bytes(), m.evictions())
+        let mut snapshot = self.stats.snapshot(m.len(), m.bytes(), m.evictions());
+        snapshot.warming.tracked = self.warmable();
+        snapshot
     }
 
     /// When the database cannot answer: the entry for the same query and

@@ -37,6 +37,15 @@ pub struct Stats {
     pub executions: AtomicU64,
     /// Change notifications applied.
     pub invalidations: AtomicU64,
+    /// Hits found in Redis, and in the cache table (the rest of `hits`
+    /// were in memory).
+    pub redis_hits: AtomicU64,
+    pub table_hits: AtomicU64,
+    /// Entries computed again by warming after a change, warmings that
+    /// failed, and those another instance claimed.
+    pub warmed: AtomicU64,
+    pub warm_failures: AtomicU64,
+    pub warmed_elsewhere: AtomicU64,
     last_invalidation_ms: AtomicI64,
     cached_latency: Window,
     uncached_latency: Window,
@@ -52,6 +61,11 @@ impl Default for Stats {
             stale_serves: AtomicU64::default(),
             executions: AtomicU64::default(),
             invalidations: AtomicU64::default(),
+            redis_hits: AtomicU64::default(),
+            table_hits: AtomicU64::default(),
+            warmed: AtomicU64::default(),
+            warm_failures: AtomicU64::default(),
+            warmed_elsewhere: AtomicU64::default(),
             last_invalidation_ms: AtomicI64::default(),
             cached_latency: Window::default(),
             uncached_latency: Window::default(),
@@ -76,6 +90,11 @@ struct Metrics {
     executions: Counter,
     evictions: Counter,
     invalidations: Counter,
+    /// Hits by level: memory, redis, table.
+    level_hits: [Counter; 3],
+    warmed: Counter,
+    warm_failures: Counter,
+    warmed_elsewhere: Counter,
     hit_rate: Gauge,
     entries: Gauge,
     bytes: Gauge,
@@ -129,6 +148,18 @@ impl Metrics {
                     "widget_data_cache_invalidations_total",
                     "Data changes heard.",
                 ),
+                (
+                    "widget_data_cache_warmed_total",
+                    "Entries computed again in the background after a change (cache warming).",
+                ),
+                (
+                    "widget_data_cache_warm_failures_total",
+                    "Warmings whose query failed.",
+                ),
+                (
+                    "widget_data_cache_warmed_elsewhere_total",
+                    "Warmings left to another instance that claimed the entry first.",
+                ),
             ]
             .map(|(name, help)| {
                 describe_counter!(name, help);
@@ -158,7 +189,16 @@ impl Metrics {
                 executions,
                 evictions,
                 invalidations,
+                warmed,
+                warm_failures,
+                warmed_elsewhere,
             ] = counters;
+            describe_counter!(
+                "widget_data_cache_level_hits_total",
+                "Hits by the level that held the entry: memory, redis or table."
+            );
+            let level_hits = ["memory", "redis", "table"]
+                .map(|level| counter!("widget_data_cache_level_hits_total", "level" => level));
             let [hit_rate, entries, bytes, last_invalidation] = gauges;
             Self {
                 recorder: std::sync::Arc::clone(&recorder),
@@ -172,6 +212,10 @@ impl Metrics {
                 executions,
                 evictions,
                 invalidations,
+                level_hits,
+                warmed,
+                warm_failures,
+                warmed_elsewhere,
                 hit_rate,
                 entries,
                 bytes,
@@ -252,6 +296,30 @@ pub struct Snapshot {
     pub last_invalidation_at: Option<DateTime<Utc>>,
     pub cached_latency: Latency,
     pub uncached_latency: Latency,
+    /// Where the hits came from.
+    pub levels: LevelHits,
+    pub warming: WarmingFigures,
+}
+
+/// Hits by the level that held the entry (they add up to `hits`).
+#[derive(Debug, Default, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct LevelHits {
+    pub memory: u64,
+    pub redis: u64,
+    pub table: u64,
+}
+
+/// Cache warming (`CACHE_WARMING_WORKERS`).
+#[derive(Debug, Default, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct WarmingFigures {
+    /// Entries computed again after a change.
+    pub warmed: u64,
+    /// Warmings whose query failed.
+    pub failures: u64,
+    /// Left to another instance that claimed the entry first.
+    pub elsewhere: u64,
+    /// Entries read lately enough to be warmed after their next change.
+    pub tracked: usize,
 }
 
 impl Stats {
@@ -307,6 +375,20 @@ impl Stats {
                 .flatten(),
             cached_latency: self.cached_latency.summary(),
             uncached_latency: self.uncached_latency.summary(),
+            levels: {
+                let (redis, table) = (self.redis_hits.load(Relaxed), self.table_hits.load(Relaxed));
+                LevelHits {
+                    memory: hits.saturating_sub(redis + table),
+                    redis,
+                    table,
+                }
+            },
+            warming: WarmingFigures {
+                warmed: self.warmed.load(Relaxed),
+                failures: self.warm_failures.load(Relaxed),
+                elsewhere: self.warmed_elsewhere.load(Relaxed),
+                tracked: 0,
+            },
         }
     }
 }
@@ -335,6 +417,12 @@ impl Stats {
             (&m.executions, snapshot.executions),
             (&m.evictions, snapshot.evictions),
             (&m.invalidations, snapshot.invalidations),
+            (&m.level_hits[0], snapshot.levels.memory),
+            (&m.level_hits[1], snapshot.levels.redis),
+            (&m.level_hits[2], snapshot.levels.table),
+            (&m.warmed, snapshot.warming.warmed),
+            (&m.warm_failures, snapshot.warming.failures),
+            (&m.warmed_elsewhere, snapshot.warming.elsewhere),
         ] {
             counter.absolute(value);
         }
@@ -411,6 +499,9 @@ mod tests {
             "widget_data_cache_coalesced_total 0",
             "widget_data_cache_evictions_total 2",
             "widget_data_cache_invalidations_total 1",
+            r#"widget_data_cache_level_hits_total{level="memory"} 3"#,
+            r#"widget_data_cache_level_hits_total{level="redis"} 0"#,
+            "widget_data_cache_warmed_total 0",
             "widget_data_cache_hit_rate 0.75",
             "# TYPE widget_data_cache_entries gauge",
             "widget_data_cache_entries 7",

@@ -134,3 +134,27 @@ pub async fn evict(pool: &PgPool, max_bytes: i64) -> Result<u64, sqlx::Error> {
     .await?
     .rows_affected())
 }
+
+/// Claims the warming of `key` for the instance that asks: true for the
+/// first to ask since the claim was made (claims last ten minutes, then
+/// the purge forgets them).
+pub async fn claim(pool: &PgPool, key: &Key) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "INSERT INTO app.widget_data_warming (cache_key) VALUES ($1) ON CONFLICT DO NOTHING",
+    )
+    .bind(key.to_string())
+    .execute(pool)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Forgets warming claims older than ten minutes; returns how many.
+pub async fn purge_claims(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "DELETE FROM app.widget_data_warming WHERE claimed_at < now() - interval '10 minutes'",
+    )
+    .execute(pool)
+    .await?
+    .rows_affected())
+}

@@ -6,7 +6,7 @@
 //! and lifetimes), not the whole service.
 
 use crate::auth::Principal;
-use crate::cache::{Cache, Entry, KeyState, Outcome};
+use crate::cache::{Cache, Entry, Key, KeyState, Outcome, Recipe};
 use crate::deadline::Deadline;
 use crate::error::ApiError;
 use crate::exec::{Database, ExecError};
@@ -21,8 +21,10 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 mod plans;
+mod warm;
 
 pub use plans::{Planned, PlansByBody};
+pub use warm::Warmed;
 
 /// What the pipeline needs of the service.
 pub struct Context {
@@ -231,10 +233,16 @@ async fn run(
     };
     // However long a widget asks to be kept, no entry outlives this.
     let ttl_secs = ttl_secs.min(cx.lifetimes.max_secs);
+    let asked = Asked {
+        plan: &plan,
+        ttl_secs,
+        principal,
+        widget,
+    };
     let mut key = cx.cache.key(&plan, ttl_secs, principal);
     if let KeyState::Ready(key) = &key
         && !query.force_refresh
-        && let Some(entry) = cx.cache.fresh(key, Utc::now())
+        && let Some(entry) = asked.fresh(cx, key)
     {
         return Ok(Answer {
             entry,
@@ -256,7 +264,7 @@ async fn run(
         };
         if let KeyState::Ready(key) = &key
             && !query.force_refresh
-            && let Some(entry) = cx.cache.fresh(key, Utc::now())
+            && let Some(entry) = asked.fresh(cx, key)
         {
             return Ok(Answer {
                 entry,
@@ -265,20 +273,11 @@ async fn run(
             });
         }
     }
-    let compute = || async {
-        let (sql, values) = sql::build(&plan);
-        let cached_at = Utc::now();
-        let data = cx
-            .db
-            .query_json(principal, deadline, sqlx::AssertSqlSafe(sql), values)
-            .await?;
-        let ttl = chrono::Duration::seconds(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 1000));
-        Ok::<_, ApiError>(Entry::new(data, cached_at, cached_at + ttl))
-    };
+    let compute = || compute(cx, &plan, ttl_secs, principal, deadline);
     let result = match &key {
         KeyState::Ready(key) => {
             let stamp = cx.cache.stamp(key, &plan, ttl_secs, principal);
-            Box::pin(cx.cache.fill(
+            let filled = Box::pin(cx.cache.fill(
                 key,
                 stamp.as_ref(),
                 widget,
@@ -286,7 +285,11 @@ async fn run(
                 deadline,
                 compute,
             ))
-            .await
+            .await;
+            if let Ok((entry, _)) = &filled {
+                asked.remember(cx, key, entry);
+            }
+            filled
         }
         // Not cacheable: computed for this request alone.
         KeyState::Unsettled | KeyState::Uncacheable => Box::pin(compute())
@@ -310,6 +313,56 @@ async fn run(
         presentation,
         ..answer
     })
+}
+
+/// What one request asked the cache for: enough to compute it again.
+struct Asked<'a> {
+    plan: &'a Arc<QueryPlan>,
+    ttl_secs: u64,
+    principal: &'a Principal,
+    widget: Option<Uuid>,
+}
+
+impl Asked<'_> {
+    /// A fresh entry under `key`, marked read for warming.
+    fn fresh(&self, cx: &Context, key: &Key) -> Option<Arc<Entry>> {
+        let now = Utc::now();
+        let entry = cx.cache.fresh(key, now)?;
+        self.remember(cx, key, &entry);
+        Some(entry)
+    }
+
+    /// Marks `entry` read, filing how to compute it again the first time.
+    fn remember(&self, cx: &Context, key: &Key, entry: &Entry) {
+        cx.cache.remember(key, entry, Utc::now().timestamp(), || {
+            Recipe::new(
+                Arc::clone(self.plan),
+                self.ttl_secs,
+                self.principal.clone(),
+                self.widget,
+                Utc::now().timestamp(),
+            )
+        });
+    }
+}
+
+/// Runs `plan` for `principal` and makes an entry of its rows that lives
+/// `ttl_secs`.
+async fn compute(
+    cx: &Context,
+    plan: &QueryPlan,
+    ttl_secs: u64,
+    principal: &Principal,
+    deadline: Deadline,
+) -> Result<Entry, ApiError> {
+    let (sql, values) = sql::build(plan);
+    let cached_at = Utc::now();
+    let data = cx
+        .db
+        .query_json(principal, deadline, sqlx::AssertSqlSafe(sql), values)
+        .await?;
+    let ttl = chrono::Duration::seconds(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 1000));
+    Ok(Entry::new(data, cached_at, cached_at + ttl))
 }
 
 /// The entry the cache last knew for this query and caller, or `error`.

@@ -25,4 +25,5 @@ mod rest_doc;
 mod rls;
 mod stale;
 mod supervisor;
+mod warming;
 mod widgets;

@@ -18,6 +18,7 @@ use crate::pipeline::{self, Lifetimes, Warmed};
 use crate::plan::Limits;
 use crate::rate_limit::RateLimiter;
 use crate::schema::{self, SchemaCache};
+use crate::shared::Redis;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -42,6 +43,9 @@ pub struct App {
     /// Widget bundles: registry, pinned copies, re-verification.
     pub bundles: Arc<Bundles>,
     pub rate_limiter: RateLimiter,
+    /// The Redis instances share (`REDIS_URL`; `None`: none). A URL the
+    /// client refuses fails `new`; an unreachable server does not.
+    pub redis: Option<Arc<Redis>>,
     pub jwt: JwtVerifier,
     pub limits: Limits,
 }
@@ -105,6 +109,12 @@ impl App {
                 "Re-verifications that could not reach a bundle's origin.",
             ),
         });
+        let redis = match &config.fleet.redis_url {
+            Some(url) => {
+                Some(Redis::start(url, config.fleet.redis_timeout).map_err(anyhow::Error::msg)?)
+            }
+            None => None,
+        };
         Ok(Arc::new(Self {
             bundles,
             pipeline: pipeline::Context::new(
@@ -125,7 +135,9 @@ impl App {
                 max_bulk_rows: config.rest_max_bulk_rows,
                 quotas: config.quotas,
             },
-            rate_limiter: RateLimiter::new(config.rate_limit_per_sec, config.rate_limit_burst),
+            rate_limiter: RateLimiter::new(config.rate_limit_per_sec, config.rate_limit_burst)
+                .fleet_wide(redis.clone()),
+            redis,
             jwt: JwtVerifier::new(
                 &config.jwt_secret,
                 &config.jwt_audience,

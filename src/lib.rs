@@ -27,9 +27,10 @@
 //! type that becomes an HTTP response) and [`code`] (its codes).
 //!
 //! Around them: [`app`] (the components every request shares),
-//! [`listener`] (hears schema reloads and data changes) and
-//! [`rate_limit`]. [`bundles`] pins and serves third-party widget
-//! bundles. The private PostgreSQL for `cargo run` and the tests is
+//! [`listener`] (hears schema reloads and data changes),
+//! [`rate_limit`] and [`shared`] (the link to the Redis instances
+//! share: a cache level and the fleet-wide rate limit). [`bundles`] pins
+//! and serves third-party widget bundles. The private PostgreSQL for `cargo run` and the tests is
 //! a crate of its own in the workspace, [`embedded_pg`]
 //! (`crates/embedded-pg`), so these modules' unit tests need no database.
 
@@ -52,6 +53,7 @@ pub mod plan;
 pub mod rate_limit;
 pub mod rest;
 pub mod schema;
+pub mod shared;
 pub mod sql;
 pub mod widgets;
 

@@ -33,7 +33,8 @@ impl FromRequestParts<Arc<App>> for Caller {
         // Counted per caller once the token is known good: a flood of bad
         // tokens costs a signature check each and reaches nothing.
         app.rate_limiter
-            .check(principal.caller_key())
+            .check(principal.caller_key(), || principal.fleet_key())
+            .await
             .map_err(|wait| ApiError::RateLimited {
                 retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
             })?;

@@ -1,5 +1,6 @@
-//! Integration tests on a real PostgreSQL. One binary, so the suite links
-//! once and shares one throwaway cluster.
+//! Integration tests on a real PostgreSQL (and a real Redis where they
+//! need one). One binary, so the suite links once and shares one
+//! throwaway cluster.
 
 mod harness;
 
@@ -21,6 +22,8 @@ mod limits;
 mod migrations;
 mod openapi;
 mod privacy;
+mod redis;
+mod redis_server;
 mod rest_doc;
 mod rls;
 mod stale;

@@ -76,10 +76,19 @@ impl App {
             default_limit: 1000.min(config.max_rows),
             max_rows: config.max_rows,
         };
+        let redis = match &config.fleet.redis_url {
+            Some(url) => {
+                Some(Redis::start(url, config.fleet.redis_timeout).map_err(anyhow::Error::msg)?)
+            }
+            None => None,
+        };
         let mut cache = Cache::new(
             usize::try_from(config.cache_memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
             own.clone(),
         );
+        if let Some(redis) = &redis {
+            cache = cache.with_redis(Arc::clone(redis), config.fleet.redis_max_ttl_secs);
+        }
         if config.fleet.warming_workers > 0 {
             cache = cache.with_warming(config.fleet.warm_window_secs);
         }
@@ -109,12 +118,6 @@ impl App {
                 "Re-verifications that could not reach a bundle's origin.",
             ),
         });
-        let redis = match &config.fleet.redis_url {
-            Some(url) => {
-                Some(Redis::start(url, config.fleet.redis_timeout).map_err(anyhow::Error::msg)?)
-            }
-            None => None,
-        };
         Ok(Arc::new(Self {
             bundles,
             pipeline: pipeline::Context::new(

@@ -323,14 +323,13 @@ fn fleet_config(get: &impl Fn(&str) -> Option<String>) -> Result<FleetConfig, Co
     let redis_url = get("REDIS_URL").map(|u| u.trim().to_owned());
     if let Some(url) = &redis_url
         && !(url.starts_with("redis://")
-            || url.starts_with("rediss://")
             || url.starts_with("redis+unix://")
             || url.starts_with("unix://"))
     {
         return Err(invalid(
             "REDIS_URL",
             "<redacted>",
-            "must be a redis://, rediss:// or unix:// URL",
+            "must be a redis:// or unix:// URL (TLS is not built in)",
         ));
     }
     let read_urls: Vec<String> = get("DATABASE_READ_URLS")
@@ -614,6 +613,7 @@ mod tests {
         assert_eq!(c.warming_workers, 0);
         for (name, value) in [
             ("REDIS_URL", "http://x"),
+            ("REDIS_URL", "rediss://127.0.0.1:6379"),
             ("DATABASE_READ_URLS", "mysql://x"),
             ("CACHE_REDIS_MAX_TTL_SECS", "0"),
             ("CACHE_WARM_WINDOW_SECS", "-1"),

@@ -21,6 +21,7 @@
 
 mod key;
 mod memory;
+mod shared;
 mod stats;
 mod table;
 mod versions;
@@ -178,6 +179,8 @@ pub struct Cache {
     instance: Uuid,
     /// Entries read lately, by table, for warming; `None`: no warming.
     warming: Option<Warming>,
+    /// The level shared by every instance in Redis (`REDIS_URL`).
+    shared: Option<shared::Level>,
 }
 
 /// Cache warming's side of the cache.
@@ -202,7 +205,20 @@ impl Cache {
             durable_writes: Arc::new(Semaphore::new(DURABLE_WRITES)),
             instance: Uuid::new_v4(),
             warming: None,
+            shared: None,
         }
+    }
+
+    /// Puts `redis` between memory and the cache table: entries live there
+    /// as long as in memory, and at most `max_ttl_secs`.
+    pub fn with_redis(mut self, redis: Arc<crate::shared::Redis>, max_ttl_secs: u64) -> Self {
+        self.shared = Some(shared::Level::new(redis, max_ttl_secs));
+        self
+    }
+
+    /// The Redis client's own figures, when there is one.
+    pub fn redis_figures(&self) -> Option<crate::shared::RedisFigures> {
+        self.shared.as_ref().map(shared::Level::figures)
     }
 
     /// Keeps what warming needs: entries read within `window_secs` are
@@ -268,6 +284,12 @@ impl Cache {
         if self.memory.get(key).is_some_and(|e| e.expires_at > now) {
             return true;
         }
+        if let Some(shared) = &self.shared
+            && let Some(entry) = shared.get(key).await
+        {
+            self.memory.insert(key.clone(), Arc::new(entry));
+            return true;
+        }
         let stored = deadline
             .within(DURABLE_READ_BUDGET)
             .run(table::load(&self.pool, key));
@@ -283,6 +305,11 @@ impl Cache {
     /// Claims the warming of `key` for this instance; false when another
     /// instance claimed it first (or the claim could not be made).
     pub async fn claim(&self, key: &Key) -> bool {
+        if let Some(shared) = &self.shared
+            && let Some(claimed) = shared.claim(key).await
+        {
+            return claimed;
+        }
         match table::claim(&self.pool, key).await {
             Ok(claimed) => claimed,
             Err(e) => {
@@ -397,6 +424,9 @@ impl Cache {
     /// costs other instances a miss.
     fn keep(&self, key: &Key, stamp: Option<&Stamp>, widget: Option<Uuid>, entry: &Arc<Entry>) {
         self.memory.insert(key.clone(), Arc::clone(entry));
+        if let Some(shared) = &self.shared {
+            shared.put(key, entry);
+        }
         // Without a stamp the key was already out of date when the query
         // started: other instances could never reach the row.
         let Some(stamp) = stamp.cloned() else {
@@ -543,7 +573,18 @@ impl Cache {
                     reused = true;
                     return Some(entry);
                 }
-                // Another instance may have computed it.
+                // Another instance may have computed it: in Redis first,
+                // then in the table.
+                if let Some(shared) = &self.shared
+                    && let Some(entry) = shared.get(key).await
+                {
+                    let entry = Arc::new(entry);
+                    self.memory.insert(key.clone(), Arc::clone(&entry));
+                    self.stats.hits.fetch_add(1, Relaxed);
+                    self.stats.redis_hits.fetch_add(1, Relaxed);
+                    reused = true;
+                    return Some(entry);
+                }
                 let stored = deadline
                     .within(DURABLE_READ_BUDGET)
                     .run(table::load(&self.pool, key));

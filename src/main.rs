@@ -80,6 +80,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         app.spawn_rate_limit_cleanup(),
     ];
     tasks.extend(app.spawn_bundle_verification());
+    tasks.extend(app.spawn_replica_probes());
     if let Some(pg) = &embedded {
         tasks.push(tokio::spawn(report_cluster(pg.state(), app.clone())));
     }

@@ -2,6 +2,7 @@
 //! once and shares one throwaway cluster.
 
 mod harness;
+mod replica;
 
 mod auth;
 mod bundle_store;
@@ -21,6 +22,7 @@ mod limits;
 mod migrations;
 mod openapi;
 mod privacy;
+mod replicas;
 mod rest_doc;
 mod rls;
 mod stale;

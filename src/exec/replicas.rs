@@ -204,8 +204,9 @@ pub struct ReplicaFigures {
     pub healthy: usize,
     /// Reads answered by a replica.
     pub on_replicas: u64,
-    /// Reads sent to the primary: no LSN asked for, no healthy replica,
-    /// or one that was behind or failed.
+    /// Reads of `query_json_read` sent to the primary: no LSN asked for,
+    /// no healthy replica, or one that was behind or failed. (Reads of
+    /// `query_json`, which never use a replica, are not counted.)
     pub on_primary: u64,
     /// Replicas that had not replayed the LSN a read asked for in time.
     pub refused_for_lag: u64,

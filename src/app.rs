@@ -12,7 +12,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::dashboards::Dashboards;
 use crate::db::Health;
-use crate::exec::Database;
+use crate::exec::{Database, Replicas};
 use crate::listener::Listener;
 use crate::pipeline::{self, Lifetimes, Warmed};
 use crate::plan::Limits;
@@ -66,11 +66,13 @@ impl App {
             .await?,
         );
         let own = crate::db::sibling(&pool, OWN_POOL_SIZE);
+        let replicas = Replicas::new(&config.fleet.read_urls, config.db_pool_size)?;
         let db = Arc::new(Database::new(
             pool,
             Arc::new(Health::default()),
             config.query_timeout,
             config.max_queries_per_caller,
+            Arc::new(replicas),
         ));
         let limits = Limits {
             default_limit: 1000.min(config.max_rows),
@@ -228,6 +230,12 @@ impl App {
         let health = Arc::clone(self.db.health());
         let options = (*self.pool.connect_options()).clone();
         tokio::spawn(crate::db::health::probe(health, options))
+    }
+
+    /// Probes each read replica (`DATABASE_READ_URLS`): at once, when a
+    /// read found it failing, and every so often (see `exec::replicas`).
+    pub fn spawn_replica_probes(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        self.db.replicas().spawn_probes()
     }
 
     /// Forgets the rate-limit state of callers gone quiet, every 10 s.

@@ -81,6 +81,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     ];
     tasks.extend(app.spawn_bundle_verification());
     tasks.extend(app.spawn_warming());
+    tasks.extend(app.spawn_replica_probes());
     if let Some(pg) = &embedded {
         tasks.push(tokio::spawn(report_cluster(pg.state(), app.clone())));
     }

@@ -26,6 +26,13 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
     options(max_connections).connect(url).await
 }
 
+/// A pool of at most `max_connections` that connects on first use: for
+/// read replicas, which may be down when we start. Fails only on a URL
+/// that cannot be parsed.
+pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    options(max_connections).connect_lazy(url)
+}
+
 /// A second pool on the same database as `pool`, connecting on demand:
 /// the service's own work (the durable cache level, the listener, the
 /// purge) never waits behind callers' queries, nor they behind it.

@@ -10,19 +10,27 @@
 //! the caller's query slot ([`slots`]), the query, the commit. A database
 //! that fails or does not answer is reported to [`Health`], and while it is
 //! known to be down nothing here waits on it.
+//!
+//! Reads that say which write they must see ([`Lsn`]) may run on a
+//! streaming replica ([`replicas`]) that has replayed it, else on the
+//! primary; a replica's lag or failure is never the caller's to see.
 
 use crate::auth::Principal;
 use crate::db::Health;
 use crate::deadline::{Deadline, SERVER_MARGIN};
 use serde_json::value::RawValue;
 use sqlx::postgres::Postgres;
-use sqlx::{IntoArguments, PgPool, SqlSafeStr, types::Json};
+use sqlx::{IntoArguments, PgPool, SqlSafeStr, SqlStr, types::Json};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod replicas;
 mod slots;
 
+pub use replicas::{Lsn, ReplicaFigures, Replicas};
 pub use slots::{CallerSlots, Slot};
+
+use replicas::{Outcome, Replica};
 
 /// The least a query gets once it has its slot: waiting longer for one
 /// would only start a query PostgreSQL must cancel at once.
@@ -35,6 +43,49 @@ const PREAMBLE: &str = "SELECT set_config('role', $1, true), \
     set_config('request.jwt.claims', $2, true), \
     set_config('statement_timeout', $3, true), \
     set_config('TimeZone', 'UTC', true)";
+
+/// A replica's reads: READ COMMITTED whatever the server's default, so
+/// that each statement takes a snapshot of its own (see [`CAUGHT_UP`]).
+const BEGIN_ON_REPLICA: &str = "BEGIN ISOLATION LEVEL READ COMMITTED, READ ONLY";
+
+/// Whether the replica has replayed the WAL up to `$1`. Asked as a
+/// statement of its own before the query: the query's snapshot, taken
+/// after this one's, holds everything replayed by then. NULL (a server
+/// never in recovery: its positions are not the primary's) is not.
+const CAUGHT_UP: &str = "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false)";
+
+/// How long a read waits for a replica that is behind before going to the
+/// primary: replay usually catches up within milliseconds of a write.
+const LAG_PATIENCE: Duration = Duration::from_millis(80);
+/// The first pause between two looks at a lagging replica, doubled each
+/// time up to [`LAG_PAUSE_MAX`].
+const LAG_PAUSE: Duration = Duration::from_millis(2);
+const LAG_PAUSE_MAX: Duration = Duration::from_millis(16);
+
+/// The most a replica may take to give a connection, start the
+/// transaction and say how far it has replayed: past it, the replica
+/// counts as silent and the read goes elsewhere with the time left.
+const REPLICA_READY: Duration = Duration::from_secs(1);
+
+/// Where a read ran: the primary, or the replica at this place in
+/// `DATABASE_READ_URLS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    Primary,
+    Replica(usize),
+}
+
+/// One try of a read on a replica.
+enum Attempt {
+    Answered(Box<RawValue>),
+    /// It had not replayed the LSN asked for in time.
+    Behind,
+    /// It failed; another may answer.
+    Failed,
+    /// The caller's own error (permissions, timeout, the SQL): the same
+    /// anywhere, so not tried again.
+    Refused(ExecError),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -135,6 +186,7 @@ pub struct Database {
     health: Arc<Health>,
     slots: CallerSlots,
     query_timeout: Duration,
+    replicas: Arc<Replicas>,
 }
 
 impl Database {
@@ -143,17 +195,23 @@ impl Database {
         health: Arc<Health>,
         query_timeout: Duration,
         queries_per_caller: u32,
+        replicas: Arc<Replicas>,
     ) -> Self {
         Self {
             pool,
             health,
             slots: CallerSlots::new(queries_per_caller),
             query_timeout,
+            replicas,
         }
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    pub fn replicas(&self) -> &Arc<Replicas> {
+        &self.replicas
     }
 
     pub fn health(&self) -> &Arc<Health> {
@@ -198,6 +256,99 @@ impl Database {
         A: IntoArguments<Postgres> + Send,
     {
         let _slot = self.admit(principal, deadline).await?;
+        self.read_on_primary(principal, deadline, sql, arguments)
+            .await
+    }
+
+    /// [`query_json`](Self::query_json), on a replica when one has
+    /// replayed the WAL up to `caught_up_to` (so its answer holds every
+    /// write the primary had made by then), else on the primary.
+    ///
+    /// `None`, or no healthy replica: the primary, as `query_json`. A
+    /// replica that is behind is looked at again for up to
+    /// [`LAG_PATIENCE`] (never past the deadline), then the primary
+    /// answers; an answer of a replica that had not replayed
+    /// `caught_up_to` is never returned. A replica that fails is marked
+    /// down and the read goes to the next healthy one or the primary,
+    /// within the same deadline: the caller sees only the primary's
+    /// errors and its own (permissions, timeout), which are not retried.
+    /// `arguments` are cloned for each try.
+    pub async fn query_json_read<A>(
+        &self,
+        principal: &Principal,
+        deadline: Deadline,
+        sql: impl SqlSafeStr,
+        arguments: A,
+        caught_up_to: Option<Lsn>,
+    ) -> Result<(Box<RawValue>, Served), ExecError>
+    where
+        A: IntoArguments<Postgres> + Clone + Send,
+    {
+        let Some(lsn) = caught_up_to.filter(|_| self.replicas.any_healthy()) else {
+            let _slot = self.admit(principal, deadline).await?;
+            self.replicas.count(Outcome::OnPrimary);
+            let rows = self
+                .read_on_primary(principal, deadline, sql, arguments)
+                .await?;
+            return Ok((rows, Served::Primary));
+        };
+        // The primary being down does not stop a replica answering.
+        let _slot = self.take_slot(principal, deadline).await?;
+        let sql = sql.into_sql_str();
+        let mut tried = Vec::new();
+        while let Some(replica) = self.replicas.pick(&tried) {
+            tried.push(replica.index());
+            let attempt = self
+                .read_on_replica(
+                    replica,
+                    principal,
+                    deadline,
+                    sql.clone(),
+                    arguments.clone(),
+                    lsn,
+                )
+                .await;
+            match attempt {
+                Attempt::Answered(rows) => {
+                    self.replicas.count(Outcome::OnReplica);
+                    return Ok((rows, Served::Replica(replica.index())));
+                }
+                // The others stream from the same primary: as likely
+                // behind, and each would cost the same wait.
+                Attempt::Behind => {
+                    self.replicas.count(Outcome::Behind);
+                    break;
+                }
+                Attempt::Failed => self.replicas.count(Outcome::Failed),
+                Attempt::Refused(e) => return Err(e),
+            }
+        }
+        if self.health.is_down() {
+            return Err(ExecError::Down);
+        }
+        // A replica that went silent used the whole budget: that is no
+        // sign of the primary's health.
+        if deadline.is_past() {
+            return Err(ExecError::NoAnswer);
+        }
+        self.replicas.count(Outcome::OnPrimary);
+        let rows = self
+            .read_on_primary(principal, deadline, sql, arguments)
+            .await?;
+        Ok((rows, Served::Primary))
+    }
+
+    /// The read on the primary, the caller's slot already taken.
+    async fn read_on_primary<A>(
+        &self,
+        principal: &Principal,
+        deadline: Deadline,
+        sql: impl SqlSafeStr,
+        arguments: A,
+    ) -> Result<Box<RawValue>, ExecError>
+    where
+        A: IntoArguments<Postgres> + Send,
+    {
         let run = async {
             let mut tx = self.pool.begin_with("BEGIN READ ONLY").await?;
             act_as(&mut tx, principal, self.statement_timeout(deadline)).await?;
@@ -208,6 +359,68 @@ impl Database {
             Ok::<_, sqlx::Error>(rows)
         };
         self.settle(deadline.run(run).await)
+    }
+
+    /// The read on `replica`, in one READ ONLY, READ COMMITTED
+    /// transaction: the preamble, then [`CAUGHT_UP`] until it says yes
+    /// (or [`LAG_PATIENCE`] is spent), then the query.
+    async fn read_on_replica<A>(
+        &self,
+        replica: &Replica,
+        principal: &Principal,
+        deadline: Deadline,
+        sql: SqlStr,
+        arguments: A,
+        lsn: Lsn,
+    ) -> Attempt
+    where
+        A: IntoArguments<Postgres> + Send,
+    {
+        // Time is kept back for the primary, should this replica fail.
+        let ready_by = deadline.sooner_by(SLOT_MARGIN).within(REPLICA_READY);
+        let statement_timeout = self.statement_timeout(deadline);
+        let begin = async {
+            let mut tx = replica.pool().begin_with(BEGIN_ON_REPLICA).await?;
+            act_as(&mut tx, principal, statement_timeout).await?;
+            Ok::<_, sqlx::Error>(tx)
+        };
+        let mut tx = match ready_by.run(begin).await {
+            Ok(Ok(tx)) => tx,
+            Ok(Err(e)) => return replica_error(replica, e),
+            Err(_) => return replica_silent(replica),
+        };
+        let patience = deadline.sooner_by(SLOT_MARGIN).within(LAG_PATIENCE);
+        let mut pause = LAG_PAUSE;
+        loop {
+            let check = sqlx::query_scalar::<_, bool>(CAUGHT_UP)
+                .bind(lsn)
+                .fetch_one(&mut *tx);
+            match ready_by.run(check).await {
+                Ok(Ok(true)) => break,
+                Ok(Ok(false)) if Deadline::after(pause) <= patience => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(LAG_PAUSE_MAX);
+                }
+                Ok(Ok(false)) => {
+                    tracing::debug!(replica = replica.index(), %lsn, "read replica behind");
+                    return Attempt::Behind;
+                }
+                Ok(Err(e)) => return replica_error(replica, e),
+                Err(_) => return replica_silent(replica),
+            }
+        }
+        let run = async {
+            let Json(rows): Json<Box<RawValue>> = sqlx::query_scalar_with(sql, arguments)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(rows)
+        };
+        match deadline.run(run).await {
+            Ok(Ok(rows)) => Attempt::Answered(rows),
+            Ok(Err(e)) => replica_error(replica, e),
+            Err(_) => replica_silent(replica),
+        }
     }
 
     /// A read-write transaction as `principal`, every step bounded by
@@ -243,6 +456,16 @@ impl Database {
         if self.health.is_down() {
             return Err(ExecError::Down);
         }
+        self.take_slot(principal, deadline).await
+    }
+
+    /// One of the caller's query slots, as long as a query would still
+    /// have time to run after it.
+    async fn take_slot(
+        &self,
+        principal: &Principal,
+        deadline: Deadline,
+    ) -> Result<Slot<'_>, ExecError> {
         let slot = self
             .slots
             .acquire(principal.caller_key(), deadline.sooner_by(SLOT_MARGIN))
@@ -285,6 +508,33 @@ impl Database {
         }
         result
     }
+}
+
+/// A replica's error: a failure of the replica (it is marked down, unless
+/// replay merely cancelled the query) or the caller's own.
+fn replica_error(replica: &Replica, e: sqlx::Error) -> Attempt {
+    // SQLSTATE 40001 in a READ COMMITTED read: a hot standby cancelled
+    // the query for a conflict with replay. The replica is well; the
+    // primary has no such conflict.
+    let replay_conflict =
+        matches!(&e, sqlx::Error::Database(db) if db.code().as_deref() == Some("40001"));
+    let e = ExecError::from(e);
+    if e.is_unavailable() {
+        tracing::debug!(replica = replica.index(), error = %e, "read replica failed");
+        replica.failed();
+        Attempt::Failed
+    } else if replay_conflict {
+        tracing::debug!(replica = replica.index(), error = %e, "read cancelled by replay");
+        Attempt::Failed
+    } else {
+        Attempt::Refused(e)
+    }
+}
+
+/// A replica that did not answer within its part of the deadline.
+fn replica_silent(replica: &Replica) -> Attempt {
+    replica.failed();
+    Attempt::Failed
 }
 
 /// Makes the rest of transaction `tx` run as `principal` (the preamble).

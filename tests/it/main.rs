@@ -3,6 +3,7 @@
 //! throwaway cluster.
 
 mod harness;
+mod replica;
 
 mod auth;
 mod bundle_store;
@@ -24,6 +25,7 @@ mod openapi;
 mod privacy;
 mod redis;
 mod redis_server;
+mod replicas;
 mod rest_doc;
 mod rls;
 mod stale;

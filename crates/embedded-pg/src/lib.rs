@@ -11,13 +11,15 @@
 //! The server cannot outlive this process: it runs under a watchdog shell
 //! that stops it as soon as our end of its stdin pipe closes, even on a
 //! crash. [`EmbeddedPostgres::supervise`] restarts it whenever it dies
-//! ([`supervisor`]).
+//! ([`supervisor`]); [`EmbeddedPostgres::start_standby`] makes a streaming
+//! hot standby of it ([`standby`]).
 //!
 //! [`url`]: EmbeddedPostgres::url
 
 mod location;
 mod password;
 mod socket;
+mod standby;
 mod supervisor;
 
 pub use supervisor::{ClusterState, Supervisor};
@@ -201,6 +203,7 @@ impl Cluster {
             password::write_hba(data_dir, account)?;
             password
         } else {
+            password::put_back(data_dir)?;
             let (password, is_new) = match password::read(&password_file, effective_uid()?)? {
                 Some(password) => (password, false),
                 None => {

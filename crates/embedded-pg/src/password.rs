@@ -15,6 +15,12 @@ use super::{Account, EmbeddedError, io};
 /// moves, and is deleted, with the data it protects.
 pub(super) const PASSWORD_FILE: &str = "widget-data.password";
 
+/// Where the password file waits while a base backup of the cluster is
+/// taken ([`crate::EmbeddedPostgres::start_standby`]): the server, which
+/// sends the files, may not read ours, and PostgreSQL leaves every file
+/// whose name starts with `pgsql_tmp` out of a base backup.
+pub(super) const SET_ASIDE: &str = "pgsql_tmp.widget-data.password";
+
 /// Every connection, over the socket or (should a listen address ever be
 /// configured) loopback TCP, must prove it knows the password: no `trust`,
 /// and no `peer`, which would let in any process of the server's account.
@@ -91,6 +97,52 @@ impl Password {
 
 pub(super) fn file(data_dir: &Path) -> PathBuf {
     data_dir.join(PASSWORD_FILE)
+}
+
+/// The password file of `data_dir` moved to [`SET_ASIDE`], and back when
+/// dropped. A process that dies meanwhile leaves it aside; the next start
+/// puts it back ([`put_back`]).
+pub(super) struct SetAside {
+    data_dir: PathBuf,
+    moved: bool,
+}
+
+impl SetAside {
+    pub fn new(data_dir: &Path) -> Result<Self, EmbeddedError> {
+        let moved = match std::fs::rename(file(data_dir), data_dir.join(SET_ASIDE)) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => {
+                return Err(io(format!("setting {} aside", file(data_dir).display()))(e));
+            }
+        };
+        Ok(Self {
+            data_dir: data_dir.to_path_buf(),
+            moved,
+        })
+    }
+}
+
+impl Drop for SetAside {
+    fn drop(&mut self) {
+        if self.moved
+            && let Err(e) = std::fs::rename(self.data_dir.join(SET_ASIDE), file(&self.data_dir))
+        {
+            tracing::warn!(error = %e, data_dir = %self.data_dir.display(),
+                "could not put the password file back; the next start puts it back");
+        }
+    }
+}
+
+/// Puts back a password file left aside by a process that died during a
+/// base backup, unless a password file is in place already.
+pub(super) fn put_back(data_dir: &Path) -> Result<(), EmbeddedError> {
+    let aside = data_dir.join(SET_ASIDE);
+    if file(data_dir).exists() || std::fs::symlink_metadata(&aside).is_err() {
+        return Ok(());
+    }
+    // Checked like the file itself when read next: only a rename here.
+    std::fs::rename(&aside, file(data_dir)).map_err(io(format!("putting {} back", aside.display())))
 }
 
 /// The kept password, if there is a file; `uid` (the service's account)

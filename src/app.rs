@@ -157,6 +157,21 @@ impl App {
         }))
     }
 
+    /// Every cache figure, with where widget queries ran.
+    pub fn snapshot(&self) -> crate::cache::Snapshot {
+        let mut snapshot = self.cache.snapshot();
+        let r = self.db.replicas().figures();
+        snapshot.queries = crate::cache::QueryFigures {
+            replica: r.on_replicas,
+            primary: r.on_primary,
+            refused_for_lag: r.refused_for_lag,
+            replica_failures: r.failures,
+            replicas: r.replicas,
+            healthy_replicas: r.healthy,
+        };
+        snapshot
+    }
+
     /// The current schema cache (cheap: one `Arc` clone).
     pub fn schema(&self) -> Arc<SchemaCache> {
         self.schema.schema()

@@ -29,14 +29,15 @@ mod warm;
 mod watch;
 
 pub use key::{Key, per_user, scope};
-pub use stats::{Latency, Snapshot, Stats};
+pub use stats::{Latency, QueryFigures, Snapshot, Stats};
 pub use table::{ENTRIES_CHANNEL, Stamp, purge};
 pub use versions::{CHANNEL as CHANGES_CHANNEL, Versions};
 pub use warm::Recipe;
-pub use watch::{Watch, parse_lsn};
+pub use watch::Watch;
 
 use crate::auth::Principal;
 use crate::deadline::Deadline;
+use crate::exec::Lsn;
 use crate::plan::QueryPlan;
 use chrono::{DateTime, Utc};
 use memory::Memory;
@@ -487,8 +488,8 @@ impl Cache {
 
     /// The primary's WAL position a replica must have replayed to answer
     /// `plan` at the versions its key holds.
-    pub fn replayed_by(&self, plan: &QueryPlan) -> Option<u64> {
-        self.versions.lsn(plan.tables_qualified())
+    pub fn replayed_by(&self, plan: &QueryPlan) -> Option<Lsn> {
+        self.versions.lsn(plan.tables_qualified()).map(Lsn::from)
     }
 
     /// What `key` (made for `plan`, `ttl_secs` and `principal`) was made
@@ -652,6 +653,15 @@ impl Cache {
         m.sync();
         let mut snapshot = self.stats.snapshot(m.len(), m.bytes(), m.evictions());
         snapshot.warming.tracked = self.warmable();
+        snapshot.redis = self.redis_figures().map(|f| stats::RedisStats {
+            hits: f.hits,
+            misses: f.misses,
+            errors: f.errors,
+            timeouts: f.timeouts,
+            skipped: f.skipped,
+            breaker: f.breaker.as_str().to_owned(),
+            breaker_opened: f.opened,
+        });
         snapshot
     }
 

@@ -95,6 +95,14 @@ struct Metrics {
     warmed: Counter,
     warm_failures: Counter,
     warmed_elsewhere: Counter,
+    /// Widget queries by server: replica, primary.
+    queries: [Counter; 2],
+    replica_refused_for_lag: Counter,
+    replica_failures: Counter,
+    healthy_replicas: Gauge,
+    redis_calls: [Counter; 4],
+    redis_breaker_open: Gauge,
+    redis_breaker_opened: Counter,
     hit_rate: Gauge,
     entries: Gauge,
     bytes: Gauge,
@@ -199,6 +207,35 @@ impl Metrics {
             );
             let level_hits = ["memory", "redis", "table"]
                 .map(|level| counter!("widget_data_cache_level_hits_total", "level" => level));
+            describe_counter!(
+                "widget_data_queries_total",
+                "Widget queries by the server that ran them: replica or primary."
+            );
+            let queries = ["replica", "primary"]
+                .map(|server| counter!("widget_data_queries_total", "server" => server));
+            describe_counter!(
+                "widget_data_replica_refused_for_lag_total",
+                "Times a replica was passed over because it had not replayed far enough."
+            );
+            describe_counter!(
+                "widget_data_replica_failures_total",
+                "Replicas that failed under a query."
+            );
+            describe_gauge!("widget_data_healthy_replicas", "Replicas in use now.");
+            describe_counter!(
+                "widget_data_redis_calls_total",
+                "Calls to Redis by outcome: hit, miss, error, or skipped while the breaker was open."
+            );
+            let redis_calls = ["hit", "miss", "error", "skipped"]
+                .map(|outcome| counter!("widget_data_redis_calls_total", "outcome" => outcome));
+            describe_gauge!(
+                "widget_data_redis_breaker_open",
+                "1 while the Redis breaker is open (Redis is not used), else 0."
+            );
+            describe_counter!(
+                "widget_data_redis_breaker_opened_total",
+                "Times the Redis breaker opened."
+            );
             let [hit_rate, entries, bytes, last_invalidation] = gauges;
             Self {
                 recorder: std::sync::Arc::clone(&recorder),
@@ -216,6 +253,13 @@ impl Metrics {
                 warmed,
                 warm_failures,
                 warmed_elsewhere,
+                queries,
+                replica_refused_for_lag: counter!("widget_data_replica_refused_for_lag_total"),
+                replica_failures: counter!("widget_data_replica_failures_total"),
+                healthy_replicas: gauge!("widget_data_healthy_replicas"),
+                redis_calls,
+                redis_breaker_open: gauge!("widget_data_redis_breaker_open"),
+                redis_breaker_opened: counter!("widget_data_redis_breaker_opened_total"),
                 hit_rate,
                 entries,
                 bytes,
@@ -299,6 +343,45 @@ pub struct Snapshot {
     /// Where the hits came from.
     pub levels: LevelHits,
     pub warming: WarmingFigures,
+    /// Where widget queries ran.
+    pub queries: QueryFigures,
+    /// The shared level, when `REDIS_URL` is set.
+    pub redis: Option<RedisStats>,
+}
+
+/// Where widget queries ran (`DATABASE_READ_URLS`).
+#[derive(Debug, Default, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct QueryFigures {
+    /// Queries answered by a replica that had replayed the data versions
+    /// they were keyed with.
+    pub replica: u64,
+    /// Queries sent to the primary: no replica configured or healthy, a
+    /// replica behind, or an answer that cannot be cached.
+    pub primary: u64,
+    /// Times a replica was passed over because it had not replayed far
+    /// enough.
+    pub refused_for_lag: u64,
+    /// Replicas that failed under a query (then marked down).
+    pub replica_failures: u64,
+    pub replicas: usize,
+    pub healthy_replicas: usize,
+}
+
+/// The Redis level's client.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RedisStats {
+    /// Reads that found an entry, and those that did not.
+    pub hits: u64,
+    pub misses: u64,
+    /// Calls that failed or ran out of time.
+    pub errors: u64,
+    pub timeouts: u64,
+    /// Calls not made because the breaker was open.
+    pub skipped: u64,
+    /// `closed`, `open` or `half-open`.
+    pub breaker: String,
+    /// Times the breaker opened.
+    pub breaker_opened: u64,
 }
 
 /// Hits by the level that held the entry (they add up to `hits`).
@@ -389,6 +472,8 @@ impl Stats {
                 elsewhere: self.warmed_elsewhere.load(Relaxed),
                 tracked: 0,
             },
+            queries: QueryFigures::default(),
+            redis: None,
         }
     }
 }
@@ -423,8 +508,27 @@ impl Stats {
             (&m.warmed, snapshot.warming.warmed),
             (&m.warm_failures, snapshot.warming.failures),
             (&m.warmed_elsewhere, snapshot.warming.elsewhere),
+            (&m.queries[0], snapshot.queries.replica),
+            (&m.queries[1], snapshot.queries.primary),
+            (&m.replica_refused_for_lag, snapshot.queries.refused_for_lag),
+            (&m.replica_failures, snapshot.queries.replica_failures),
         ] {
             counter.absolute(value);
+        }
+        m.healthy_replicas
+            .set(snapshot.queries.healthy_replicas as f64);
+        if let Some(redis) = &snapshot.redis {
+            for (counter, value) in [
+                (&m.redis_calls[0], redis.hits),
+                (&m.redis_calls[1], redis.misses),
+                (&m.redis_calls[2], redis.errors),
+                (&m.redis_calls[3], redis.skipped),
+                (&m.redis_breaker_opened, redis.breaker_opened),
+            ] {
+                counter.absolute(value);
+            }
+            m.redis_breaker_open
+                .set(if redis.breaker == "closed" { 0.0 } else { 1.0 });
         }
         m.hit_rate.set(snapshot.hit_rate);
         m.entries.set(snapshot.entries as f64);

@@ -10,6 +10,7 @@
 //! waits out the writes in flight, in one transaction ([`Watch::settle`]).
 
 use super::versions::{Current, TableName, Versions};
+use crate::exec::Lsn;
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Postgres};
 use std::time::Duration;
@@ -181,8 +182,8 @@ async fn read_versions(
     .await?;
     // An aggregate's target list is evaluated after every row: the
     // position is read once every lock has been granted.
-    let (_, lsn): (i64, String) = sqlx::query_as(
-        "SELECT count(pg_advisory_xact_lock($1, o)), pg_current_wal_insert_lsn()::text \
+    let (_, lsn): (i64, Lsn) = sqlx::query_as(
+        "SELECT count(pg_advisory_xact_lock($1, o)), pg_current_wal_insert_lsn() \
          FROM unnest($2::integer[]) o",
     )
     .bind(WRITERS)
@@ -190,28 +191,5 @@ async fn read_versions(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    let lsn = parse_lsn(&lsn)
-        .ok_or_else(|| sqlx::Error::Protocol(format!("not a WAL position: {lsn}")))?;
-    Ok((relids.into_iter().zip(versions).collect(), lsn))
-}
-
-/// `X/Y` (two hexadecimal halves) as one number.
-pub fn parse_lsn(text: &str) -> Option<u64> {
-    let (high, low) = text.split_once('/')?;
-    let high = u32::from_str_radix(high, 16).ok()?;
-    let low = u32::from_str_radix(low, 16).ok()?;
-    Some((u64::from(high) << 32) | u64::from(low))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn wal_positions_parse_as_postgresql_writes_them() {
-        assert_eq!(super::parse_lsn("0/0"), Some(0));
-        assert_eq!(super::parse_lsn("16/B374D848"), Some(0x16_B374_D848));
-        assert_eq!(super::parse_lsn("FFFFFFFF/FFFFFFFF"), Some(u64::MAX));
-        for bad in ["", "1", "1/", "/1", "G/1", "1/2/3"] {
-            assert_eq!(super::parse_lsn(bad), None, "{bad}");
-        }
-    }
+    Ok((relids.into_iter().zip(versions).collect(), lsn.into()))
 }

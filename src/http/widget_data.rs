@@ -369,7 +369,7 @@ pub async fn get_widget_data_stats(
             message: "cache statistics are for service_role only",
         });
     }
-    Ok(Json(app.cache.snapshot()))
+    Ok(Json(app.snapshot()))
 }
 
 /// The cache's figures in the Prometheus text format (service_role only;
@@ -413,7 +413,7 @@ fn metrics(app: &App) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        app.cache.stats.prometheus(&app.cache.snapshot()),
+        app.cache.stats.prometheus(&app.snapshot()),
     )
         .into_response()
 }

@@ -9,7 +9,7 @@ use crate::auth::Principal;
 use crate::cache::{Cache, Entry, Key, KeyState, Outcome, Recipe};
 use crate::deadline::Deadline;
 use crate::error::ApiError;
-use crate::exec::{Database, ExecError};
+use crate::exec::{Database, ExecError, Lsn};
 use crate::plan::{self, DataSource, Filter, Limits, QueryPlan};
 use crate::schema::{self, Privilege, SchemaCache};
 use crate::sql;
@@ -273,7 +273,13 @@ async fn run(
             });
         }
     }
-    let compute = || compute(cx, &plan, ttl_secs, principal, deadline);
+    // Only a keyed answer may come from a replica: one that has replayed
+    // what the key's versions name.
+    let replayed = match &key {
+        KeyState::Ready(_) => cx.cache.replayed_by(&plan),
+        KeyState::Unsettled | KeyState::Uncacheable => None,
+    };
+    let compute = || compute(cx, &plan, ttl_secs, principal, deadline, replayed);
     let result = match &key {
         KeyState::Ready(key) => {
             let stamp = cx.cache.stamp(key, &plan, ttl_secs, principal);
@@ -347,19 +353,27 @@ impl Asked<'_> {
 }
 
 /// Runs `plan` for `principal` and makes an entry of its rows that lives
-/// `ttl_secs`.
+/// `ttl_secs`: on a replica that has replayed up to `replayed`, else on
+/// the primary.
 async fn compute(
     cx: &Context,
     plan: &QueryPlan,
     ttl_secs: u64,
     principal: &Principal,
     deadline: Deadline,
+    replayed: Option<Lsn>,
 ) -> Result<Entry, ApiError> {
     let (sql, values) = sql::build(plan);
     let cached_at = Utc::now();
-    let data = cx
+    let (data, _) = cx
         .db
-        .query_json(principal, deadline, sqlx::AssertSqlSafe(sql), values)
+        .query_json_read(
+            principal,
+            deadline,
+            sqlx::AssertSqlSafe(sql),
+            values,
+            replayed,
+        )
         .await?;
     let ttl = chrono::Duration::seconds(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 1000));
     Ok(Entry::new(data, cached_at, cached_at + ttl))

@@ -59,7 +59,16 @@ impl Context {
         let stamp = self
             .cache
             .stamp(&key, plan, recipe.ttl_secs, &recipe.principal);
-        let entry = compute(self, plan, recipe.ttl_secs, &recipe.principal, deadline).await?;
+        let replayed = self.cache.replayed_by(plan);
+        let entry = compute(
+            self,
+            plan,
+            recipe.ttl_secs,
+            &recipe.principal,
+            deadline,
+            replayed,
+        )
+        .await?;
         self.cache
             .warmed(&key, stamp.as_ref(), recipe, Arc::new(entry));
         Ok(Warmed::Computed)

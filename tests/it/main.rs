@@ -16,6 +16,7 @@ mod e2e;
 mod edge;
 mod external;
 mod faults;
+mod fleet;
 mod health;
 mod injection;
 mod instances;

@@ -293,7 +293,7 @@ async fn run(
             ))
             .await;
             if let Ok((entry, _)) = &filled {
-                asked.remember(cx, key, entry);
+                asked.remember(cx, key, entry, Utc::now().timestamp());
             }
             filled
         }
@@ -334,19 +334,20 @@ impl Asked<'_> {
     fn fresh(&self, cx: &Context, key: &Key) -> Option<Arc<Entry>> {
         let now = Utc::now();
         let entry = cx.cache.fresh(key, now)?;
-        self.remember(cx, key, &entry);
+        self.remember(cx, key, &entry, now.timestamp());
         Some(entry)
     }
 
-    /// Marks `entry` read, filing how to compute it again the first time.
-    fn remember(&self, cx: &Context, key: &Key, entry: &Entry) {
-        cx.cache.remember(key, entry, Utc::now().timestamp(), || {
+    /// Marks `entry` read at `now` (Unix seconds), filing how to compute
+    /// it again the first time.
+    fn remember(&self, cx: &Context, key: &Key, entry: &Entry, now: i64) {
+        cx.cache.remember(key, entry, now, || {
             Recipe::new(
                 Arc::clone(self.plan),
                 self.ttl_secs,
                 self.principal.clone(),
                 self.widget,
-                Utc::now().timestamp(),
+                now,
             )
         });
     }

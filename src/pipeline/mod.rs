@@ -239,11 +239,12 @@ async fn run(
         principal,
         widget,
     };
+    let hit = |key: &KeyState| match key {
+        KeyState::Ready(key) if !query.force_refresh => asked.fresh(cx, key),
+        _ => None,
+    };
     let mut key = cx.cache.key(&plan, ttl_secs, principal);
-    if let KeyState::Ready(key) = &key
-        && !query.force_refresh
-        && let Some(entry) = asked.fresh(cx, key)
-    {
+    if let Some(entry) = hit(&key) {
         return Ok(Answer {
             entry,
             outcome: Outcome::Hit,
@@ -262,10 +263,7 @@ async fn run(
             true => cx.cache.key(&plan, ttl_secs, principal),
             false => KeyState::Uncacheable,
         };
-        if let KeyState::Ready(key) = &key
-            && !query.force_refresh
-            && let Some(entry) = asked.fresh(cx, key)
-        {
+        if let Some(entry) = hit(&key) {
             return Ok(Answer {
                 entry,
                 outcome: Outcome::Hit,

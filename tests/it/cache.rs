@@ -411,15 +411,10 @@ async fn entries_of_a_lost_listening_session_are_never_served_again() {
         "hit"
     );
     // The session holding the watch lock on servers is the listener's.
-    let terminated: bool = sqlx::query_scalar(
-        "SELECT bool_or(pg_terminate_backend(pid)) FROM pg_locks
-         WHERE locktype = 'advisory' AND classid = 1464139778
-           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .fetch_one(&t.pool)
-    .await
-    .unwrap();
-    assert!(terminated, "the listener held a watch");
+    assert!(
+        terminate_watching_sessions(&t.pool).await,
+        "the listener held a watch"
+    );
     // Deaf for a second, then listening on a new session.
     let deadline = Instant::now() + Duration::from_secs(10);
     while t.app.cache.is_listening() {

@@ -8,20 +8,8 @@ use crate::replica;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use widget_data::app::App;
-
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// An instance of the service on `url`, listening.
 async fn instance(url: &str, extra: &[(&str, &str)]) -> TestApp {

@@ -294,3 +294,46 @@ impl TestApp {
         self.app.reload_schema().await.expect("reload schema");
     }
 }
+
+/// Polls `check` every 10 ms until it holds; fails the test after 15 s.
+pub async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// A table with row-level security: three notes of `DEMO_USER`, seven of
+/// `OTHER_USER`, each readable by its owner alone.
+pub const NOTES: &str = r#"
+CREATE TABLE public.notes (id serial PRIMARY KEY, owner uuid NOT NULL, body text NOT NULL);
+ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_notes ON public.notes FOR SELECT TO authenticated USING (owner = auth.uid());
+GRANT SELECT ON public.notes TO authenticated;
+INSERT INTO public.notes (owner, body)
+SELECT CASE WHEN g <= 3 THEN '5e2b7a1c-3d4f-4a6b-9c8d-0e1f2a3b4c5d'::uuid
+            ELSE '9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a'::uuid END, 'note ' || g
+FROM generate_series(1, 10) g;
+"#;
+
+/// Ends the listening session of every instance on `pool`'s database
+/// that watches a table (the sessions holding a watch lock); says whether
+/// there was one.
+pub async fn terminate_watching_sessions(pool: &PgPool) -> bool {
+    sqlx::query_scalar(
+        "SELECT coalesce(bool_or(pg_terminate_backend(pid)), false) FROM pg_locks
+         WHERE locktype = 'advisory' AND classid = 1464139778
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("terminate the listening sessions")
+}

@@ -6,20 +6,7 @@ use crate::harness::*;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use widget_data::app::App;
-
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 async fn rows_for(t: &TestApp, sql: &str) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
@@ -190,15 +177,10 @@ async fn a_reconnect_keeps_entries_of_unchanged_data_and_sees_unannounced_writes
     let query = json!({"table": "servers", "groupBy": "status"});
     let first = t.query(&token, query.clone()).await;
     assert_eq!(first.headers["x-cache"], "miss");
-    let terminated: bool = sqlx::query_scalar(
-        "SELECT bool_or(pg_terminate_backend(pid)) FROM pg_locks
-         WHERE locktype = 'advisory' AND classid = 1464139778
-           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .fetch_one(&t.pool)
-    .await
-    .unwrap();
-    assert!(terminated, "the listener held a watch");
+    assert!(
+        terminate_watching_sessions(&t.pool).await,
+        "the listener held a watch"
+    );
     until("the listener noticed", || async {
         !t.app.cache.is_listening()
     })
@@ -213,14 +195,7 @@ async fn a_reconnect_keeps_entries_of_unchanged_data_and_sees_unannounced_writes
 
     // The watch taken again by that request ends with the next session;
     // a write while nobody watches is not announced, but is seen.
-    sqlx::query(
-        "SELECT pg_terminate_backend(pid) FROM pg_locks
-         WHERE locktype = 'advisory' AND classid = 1464139778
-           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .execute(&t.pool)
-    .await
-    .unwrap();
+    terminate_watching_sessions(&t.pool).await;
     until("the listener noticed", || async {
         !t.app.cache.is_listening()
     })

@@ -5,17 +5,6 @@ use crate::harness::*;
 use axum::http::StatusCode;
 use serde_json::json;
 
-const NOTES: &str = r#"
-CREATE TABLE public.notes (id serial PRIMARY KEY, owner uuid NOT NULL, body text NOT NULL);
-ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;
-CREATE POLICY own_notes ON public.notes FOR SELECT TO authenticated USING (owner = auth.uid());
-GRANT SELECT ON public.notes TO authenticated;
-INSERT INTO public.notes (owner, body)
-SELECT CASE WHEN g <= 3 THEN '5e2b7a1c-3d4f-4a6b-9c8d-0e1f2a3b4c5d'::uuid
-            ELSE '9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a'::uuid END, 'note ' || g
-FROM generate_series(1, 10) g;
-"#;
-
 #[tokio::test]
 async fn two_users_of_an_rls_table_see_only_their_own_rows() {
     let t = test_app().await;

@@ -7,31 +7,8 @@ use crate::harness::*;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use widget_data::app::App;
-
-const NOTES: &str = r#"
-CREATE TABLE public.notes (id serial PRIMARY KEY, owner uuid NOT NULL, body text NOT NULL);
-ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;
-CREATE POLICY own_notes ON public.notes FOR SELECT TO authenticated USING (owner = auth.uid());
-GRANT SELECT ON public.notes TO authenticated;
-INSERT INTO public.notes (owner, body)
-SELECT CASE WHEN g <= 3 THEN '5e2b7a1c-3d4f-4a6b-9c8d-0e1f2a3b4c5d'::uuid
-            ELSE '9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a'::uuid END, 'note ' || g
-FROM generate_series(1, 10) g;
-"#;
-
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 fn warmed(t: &TestApp) -> u64 {
     t.app.cache.stats.warmed.load(Relaxed)

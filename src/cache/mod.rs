@@ -425,21 +425,25 @@ impl Cache {
     /// costs other instances a miss.
     fn keep(&self, key: &Key, stamp: Option<&Stamp>, widget: Option<Uuid>, entry: &Arc<Entry>) {
         self.memory.insert(key.clone(), Arc::clone(entry));
-        if let Some(shared) = &self.shared {
-            shared.put(key, entry);
-        }
         // Without a stamp the key was already out of date when the query
-        // started: other instances could never reach the row.
+        // started: other instances could never reach it.
         let Some(stamp) = stamp.cloned() else {
             return;
         };
-        let Ok(permit) = Arc::clone(&self.durable_writes).try_acquire_owned() else {
-            tracing::debug!("durable cache level busy; this entry stays in memory only");
-            return;
-        };
+        let permit = Arc::clone(&self.durable_writes).try_acquire_owned();
+        let shared = self.shared.clone();
         let (pool, key, entry) = (self.pool.clone(), key.clone(), Arc::clone(entry));
         let announce = format!("{}:{key}", self.instance);
         tokio::spawn(async move {
+            // Redis first: an instance told of this entry by the table's
+            // announcement then finds it there, not an older one.
+            if let Some(shared) = &shared {
+                shared.put(&key, &entry).await;
+            }
+            let Ok(permit) = permit else {
+                tracing::debug!("durable cache level busy; this entry is not in the table");
+                return;
+            };
             let store = table::store(&pool, &key, &stamp, &announce, widget, &entry);
             match tokio::time::timeout(DURABLE_WRITE_TIMEOUT, store).await {
                 Ok(Ok(())) => {}

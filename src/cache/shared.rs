@@ -23,6 +23,7 @@ use std::sync::Arc;
 /// How long a warming claim holds in Redis.
 const CLAIM_SECS: u64 = 60;
 
+#[derive(Clone)]
 pub struct Level {
     redis: Arc<Redis>,
     max_ttl_secs: u64,
@@ -42,15 +43,17 @@ impl Level {
         decode(&bytes).filter(|e| e.expires_at > Utc::now())
     }
 
-    /// Stores `entry` under `key` in the background.
-    pub fn put(&self, key: &Key, entry: &Entry) {
+    /// Stores `entry` under `key` for the rest of its lifetime (at most
+    /// the level's own); a failure is counted by the client, not returned.
+    pub async fn put(&self, key: &Key, entry: &Entry) {
         let secs = (entry.expires_at - Utc::now()).num_seconds();
         let Some(ttl) = u64::try_from(secs).ok().filter(|&s| s > 0) else {
             return; // expiring this second: not worth a round trip
         };
         let ttl = ttl.min(self.max_ttl_secs);
-        let (redis, key, value) = (Arc::clone(&self.redis), entry_key(key), encode(entry));
-        tokio::spawn(async move { redis.set_ex(&key, &value, ttl).await });
+        self.redis
+            .set_ex(&entry_key(key), &encode(entry), ttl)
+            .await;
     }
 
     /// Claims the warming of `key`: `None` when Redis cannot answer.

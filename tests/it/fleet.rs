@@ -81,6 +81,25 @@ async fn an_instance_started_later_hits_from_redis_with_an_empty_memory() {
         (1, 0, 0)
     );
     assert_eq!(stats.redis.unwrap().breaker, "closed");
+
+    // A recomputes: B drops its memory copy and reads the new one from
+    // Redis, where it was stored before B was told.
+    let forced = a
+        .request(
+            Method::POST,
+            "/functions/v1/widget-data",
+            Some(&token),
+            Some(json!({"config": query, "force_refresh": true})),
+        )
+        .await;
+    let new_at = forced.body["cached_at"].clone();
+    assert_ne!(new_at, first.body["cached_at"]);
+    until("B serves A's recomputed entry", || async {
+        b.query(&token, query.clone()).await.body["cached_at"] == new_at
+    })
+    .await;
+    let again = b.query(&token, query.clone()).await;
+    assert_eq!(again.body["cached_at"], new_at, "and keeps serving it");
 }
 
 #[tokio::test]

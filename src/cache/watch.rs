@@ -34,6 +34,10 @@ pub struct Watch {
     requests: mpsc::UnboundedSender<Request>,
     inbox: tokio::sync::Mutex<mpsc::UnboundedReceiver<Request>>,
     generation: std::sync::atomic::AtomicU64,
+    /// One read of versions at a time: after a change, the requests that
+    /// all find the table's version unknown wait for the first one's read
+    /// instead of each reading (and each waiting out the writers).
+    reading: tokio::sync::Mutex<()>,
 }
 
 impl Default for Watch {
@@ -43,6 +47,7 @@ impl Default for Watch {
             requests,
             inbox: tokio::sync::Mutex::new(inbox),
             generation: Default::default(),
+            reading: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -74,6 +79,10 @@ impl Watch {
             }
         }
         let names: Vec<TableName> = tables.iter().map(|(s, t)| format!("{s}.{t}")).collect();
+        if versions.unsettled(&names).is_some_and(|u| u.is_empty()) {
+            return Ok(true);
+        }
+        let _reading = self.reading.lock().await;
         // Let go of meanwhile: a change was heard; the next request tries again.
         let Some(unsettled) = versions.unsettled(&names) else {
             return Ok(false);

@@ -53,6 +53,7 @@ fi
 instance_pids=()
 instance_urls=()
 redis_pid=
+driver_pid=
 clusters=()
 stop_instances() {
   [ ${#instance_pids[@]} = 0 ] || kill "${instance_pids[@]}" 2>/dev/null || true
@@ -63,6 +64,7 @@ stop_instances() {
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
+  [ -z "$driver_pid" ] || { kill "$driver_pid" 2>/dev/null || true; wait "$driver_pid" 2>/dev/null || true; }
   stop_instances
   [ -z "$redis_pid" ] || { kill "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true; }
   # The standby first: stopped after the primary, it would complain.
@@ -194,9 +196,14 @@ run() { # phase label [driver args...]
   shift 2
   local urls
   urls=$(IFS=,; echo "${instance_urls[*]:0:3}")
+  # In the background, waited for: a signal then stops everything at once,
+  # not when the driver is done.
   DATABASE_URL=$primary_url DATABASE_READ_URL=$replica_url "$driver" load --phase "$phase" --label "$label" \
     --instances "$urls" --log "$log" --summary "$summary" --conns "$CONNS" \
-    --writes-per-sec "$WRITES_PER_SEC" "$@"
+    --writes-per-sec "$WRITES_PER_SEC" "$@" &
+  driver_pid=$!
+  wait "$driver_pid"
+  driver_pid=
 }
 
 echo "## Fleet: 3 instances, a primary and a streaming replica, Redis"

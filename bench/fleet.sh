@@ -12,7 +12,7 @@
 # and then the targets, met or missed.
 #
 #   bash bench/fleet.sh
-#   DUR=20 WARMUP=3 CONNS=12 WRITES_PER_SEC=2 JOIN_DUR=6 JOIN_REQUESTS=100
+#   DUR=20 WARMUP=3 CONNS=16 WRITES_PER_SEC=2 JOIN_DUR=6 JOIN_REQUESTS=100
 #   WIDGET_DATA_BIN=path   measure that binary instead of this checkout's
 #   PG_CONF='name = value' more postgresql.conf lines for the primary (and
 #                          so the standby), e.g. 'wal_writer_delay = 10ms'
@@ -26,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-20}
 WARMUP=${WARMUP:-3}
-CONNS=${CONNS:-12}
+CONNS=${CONNS:-16}
 WRITES_PER_SEC=${WRITES_PER_SEC:-2}
 JOIN_DUR=${JOIN_DUR:-6}
 JOIN_REQUESTS=${JOIN_REQUESTS:-100}

@@ -255,16 +255,14 @@ struct State {
 /// write's commit is acknowledged (it may not have committed yet). Writes
 /// are sequential, so this is a range.
 fn current_during(states: &[State], from: i64, to: i64) -> Range<usize> {
-    let started = |k: usize| states[k].start_us.is_none_or(|s| s <= to);
-    let hi = (0..states.len()).rev().find(|&k| started(k)).unwrap_or(0);
-    let lo = (0..=hi)
-        .find(|&k| {
-            states
-                .get(k + 1)
-                .is_none_or(|next| next.ack_us.is_none_or(|a| a >= from))
-        })
-        .unwrap_or(hi);
-    lo..hi + 1
+    // Starts and acks only grow; the first state has neither (since ever).
+    let started = states.partition_point(|s| s.start_us.is_none_or(|t| t <= to));
+    let hi = started.saturating_sub(1);
+    let replaced_before = states
+        .get(1..)
+        .unwrap_or_default()
+        .partition_point(|s| s.ack_us.is_some_and(|a| a < from));
+    replaced_before.min(hi)..hi + 1
 }
 
 /// Whether an answer's rows are a state's rows: rows in any order (the
@@ -901,13 +899,20 @@ async fn load(args: Args) -> Result<(), Error> {
     );
     println!();
     println!(
-        "| instance | requests | req/s | hit rate | p50 | p99 | hits: memory | Redis | table | queries: replica | primary | warmed | refused for lag |"
+        "| instance | requests | req/s | hit rate | p50 | p99 | hits: memory | Redis | table | queries: replica | primary | warmed | refused for lag | stale (a) | late (b) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let row = |name: String, of: &[&Answer], f: &dyn Fn(&str) -> u64| {
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    // Stale and late answers of the whole run, warm-up included, as the
+    // checker counts them; the rest of a row is the measured window.
+    let findings = |fs: &[Finding], of: Option<usize>| {
+        fs.iter()
+            .filter(|f| of.map_or(f.answer.instance < instances, |i| f.answer.instance == i))
+            .count()
+    };
+    let row = |name: String, of: &[&Answer], f: &dyn Fn(&str) -> u64, i: Option<usize>| {
         let (rate, p50, p99) = latency_and_hits(of);
         println!(
-            "| {name} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             of.len(),
             of.len() as f64 / secs,
             pct(rate),
@@ -920,6 +925,8 @@ async fn load(args: Args) -> Result<(), Error> {
             f("primary"),
             f("warmed"),
             f("refused_for_lag"),
+            findings(&checked.stale, i),
+            findings(&checked.late, i),
         );
     };
     for i in 0..instances {
@@ -929,9 +936,14 @@ async fn load(args: Args) -> Result<(), Error> {
             .filter(|a| a.instance == i)
             .collect();
         let port = base_urls[i].rsplit(':').next().unwrap_or("?");
-        row(format!("{} (:{port})", i + 1), &of, &|n| per_instance[i][n]);
+        row(
+            format!("{} (:{port})", i + 1),
+            &of,
+            &|n| per_instance[i][n],
+            Some(i),
+        );
     }
-    row("**total**".into(), &measured, &|n| sum(n));
+    row("**total**".into(), &measured, &|n| sum(n), None);
     let (hit_rate, p50, p99) = latency_and_hits(&measured);
     println!();
     println!(
@@ -1028,10 +1040,12 @@ async fn load(args: Args) -> Result<(), Error> {
             join_after.as_secs_f64()
         );
         println!();
-        println!("| requests | hit rate | p50 | p99 | hits: memory | Redis | table | misses |");
-        println!("|---|---|---|---|---|---|---|---|");
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| requests | hit rate | p50 | p99 | hits: memory | Redis | table | misses | stale (a) | late (b) |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             join_answers.len(),
             pct(rate),
             micros(p50),
@@ -1042,7 +1056,9 @@ async fn load(args: Args) -> Result<(), Error> {
             join_answers
                 .iter()
                 .filter(|a| a.outcome != Outcome::Hit)
-                .count()
+                .count(),
+            findings(&checked.stale, Some(instances)),
+            findings(&checked.late, Some(instances)),
         );
         summary.join_requests = join_answers.len() as u64;
         summary.join_hit_rate = Some(rate);

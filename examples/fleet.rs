@@ -946,6 +946,26 @@ async fn load(args: Args) -> Result<(), Error> {
     row("**total**".into(), &measured, &|n| sum(n), None);
     let (hit_rate, p50, p99) = latency_and_hits(&measured);
     println!();
+    let tail = |of: &[&Answer], o: Option<Outcome>| {
+        let mut l: Vec<u64> = of
+            .iter()
+            .filter(|a| o.is_none_or(|o| a.outcome == o))
+            .map(|a| a.latency_us)
+            .collect();
+        l.sort_unstable();
+        let at = |q: f64| l.get(((q * l.len() as f64).ceil() as usize).saturating_sub(1));
+        format!(
+            "p99.9 {}, max {}",
+            at(0.999).map_or("-".into(), |&us| micros(us)),
+            l.last().map_or("-".into(), |&us| micros(us))
+        )
+    };
+    println!(
+        "Latency tail, all instances: {}; of hits {}; of misses {}.",
+        tail(&measured, None),
+        tail(&measured, Some(Outcome::Hit)),
+        tail(&measured, Some(Outcome::Miss)),
+    );
     println!(
         "Widget queries/s on the primary: {:.2}; on replicas: {:.2}. Transactions/s (pg_stat_database, every session: versions, the cache table, this driver's writes and truths): primary {:.1}{}.",
         sum("primary") as f64 / secs,
@@ -1060,6 +1080,22 @@ async fn load(args: Args) -> Result<(), Error> {
             findings(&checked.stale, Some(instances)),
             findings(&checked.late, Some(instances)),
         );
+        let others: Vec<String> = join_answers
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.outcome != Outcome::Hit)
+            .map(|(i, a)| {
+                format!(
+                    "#{} {:?} ({:?}, {})",
+                    i + 1,
+                    a.outcome,
+                    WIDGETS[a.widget].name,
+                    micros(a.latency_us)
+                )
+            })
+            .collect();
+        println!();
+        println!("Not hits: {}.", others.join(", "));
         summary.join_requests = join_answers.len() as u64;
         summary.join_hit_rate = Some(rate);
     }

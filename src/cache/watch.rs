@@ -178,8 +178,8 @@ async fn read_versions(
     oids: &[i32],
 ) -> Result<(Vec<(i32, String)>, u64), sqlx::Error> {
     let mut tx: sqlx::Transaction<'_, Postgres> = pool.begin().await?;
-    let (_, relids, versions): (String, Vec<i32>, Vec<String>) = sqlx::query_as(
-        "SELECT set_config('lock_timeout', $2, true), \
+    let (_, _, relids, versions): (String, String, Vec<i32>, Vec<String>) = sqlx::query_as(
+        "SELECT set_config('lock_timeout', $2, true), set_config('synchronous_commit', 'on', true), \
            coalesce(array_agg(d.relid::integer), '{}'), \
            coalesce(array_agg(format('%s.%s', d.sequence::oid, \
              coalesce(pg_sequence_last_value(d.sequence), 0))), '{}') \
@@ -190,9 +190,15 @@ async fn read_versions(
     .fetch_one(&mut *tx)
     .await?;
     // An aggregate's target list is evaluated after every row: the
-    // position is read once every lock has been granted.
-    let (_, lsn): (i64, Lsn) = sqlx::query_as(
-        "SELECT count(pg_advisory_xact_lock($1, o)), pg_current_wal_insert_lsn() \
+    // position is read once every lock has been granted. The insert
+    // position may hold WAL not yet flushed (records of transactions
+    // without an id are flushed lazily, every `wal_writer_delay`), and a
+    // replica is sent flushed WAL only: taking a transaction id makes
+    // this transaction's commit flush everything up to its own commit
+    // record, past the position, before `commit` returns.
+    let (_, lsn, _): (i64, Lsn, String) = sqlx::query_as(
+        "SELECT count(pg_advisory_xact_lock($1, o)), pg_current_wal_insert_lsn(), \
+           pg_current_xact_id()::text \
          FROM unnest($2::integer[]) o",
     )
     .bind(WRITERS)

@@ -352,15 +352,6 @@ impl Cache {
         self.versions.set_permissions(digest);
     }
 
-    /// The versions of `tables` (`schema.table`) this instance vouches for
-    /// now (`None` for one it would read first).
-    pub fn versions_of<'a>(
-        &self,
-        tables: impl IntoIterator<Item = &'a str>,
-    ) -> Vec<(String, Option<String>)> {
-        self.versions.of(tables)
-    }
-
     /// Tables watched on the listening session now.
     pub fn watched(&self) -> usize {
         self.versions.watched()

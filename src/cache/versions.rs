@@ -240,22 +240,6 @@ impl Versions {
         (tables, inner.permissions.clone())
     }
 
-    /// The versions of `tables` (`schema.table`) vouched for now, `None`
-    /// for one that is not.
-    pub fn of<'a>(
-        &self,
-        tables: impl IntoIterator<Item = &'a str>,
-    ) -> Vec<(String, Option<String>)> {
-        let inner = self.read();
-        tables
-            .into_iter()
-            .map(|t| {
-                let version = inner.watched.get(t).and_then(|w| w.current.as_ref());
-                (t.to_owned(), version.map(|c| c.version.clone()))
-            })
-            .collect()
-    }
-
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }

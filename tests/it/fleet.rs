@@ -24,13 +24,6 @@ async fn instance(url: &str, extra: &[(&str, &str)]) -> TestApp {
     t
 }
 
-/// Rows in a stable order, to compare answers with the truth.
-fn sorted(rows: &Value, by: &str) -> Vec<Value> {
-    let mut rows = rows.as_array().expect("rows").clone();
-    rows.sort_by_key(|r| r[by].to_string());
-    rows
-}
-
 async fn entries_in_redis(redis: &RedisServer) -> usize {
     let mut conn = redis.connection().await;
     let keys: Vec<String> = redis::cmd("KEYS")

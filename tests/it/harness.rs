@@ -337,3 +337,11 @@ pub async fn terminate_watching_sessions(pool: &PgPool) -> bool {
     .await
     .expect("terminate the listening sessions")
 }
+
+/// Rows in a stable order (by the column `by`), to compare answers with
+/// the truth.
+pub fn sorted(rows: &Value, by: &str) -> Vec<Value> {
+    let mut rows = rows.as_array().expect("rows").clone();
+    rows.sort_by_key(|r| r[by].to_string());
+    rows
+}

@@ -213,10 +213,8 @@ async fn a_reconnect_keeps_entries_of_unchanged_data_and_sees_unannounced_writes
     let expected = t
         .sql_rows("SELECT status, count(*) AS value FROM servers GROUP BY status")
         .await;
-    let sorted = |v: &Value| {
-        let mut rows = v.as_array().unwrap().clone();
-        rows.sort_by_key(|r| r["status"].as_str().unwrap().to_owned());
-        rows
-    };
-    assert_eq!(sorted(&after.body["data"]), sorted(&expected));
+    assert_eq!(
+        sorted(&after.body["data"], "status"),
+        sorted(&expected, "status")
+    );
 }

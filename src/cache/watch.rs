@@ -191,14 +191,18 @@ async fn read_versions(
     .await?;
     // An aggregate's target list is evaluated after every row: the
     // position is read once every lock has been granted. The insert
-    // position may hold WAL not yet flushed (records of transactions
-    // without an id are flushed lazily, every `wal_writer_delay`), and a
-    // replica is sent flushed WAL only: taking a transaction id makes
-    // this transaction's commit flush everything up to its own commit
-    // record, past the position, before `commit` returns.
+    // position may hold WAL not yet flushed (commits that waited for no
+    // flush, or records of other transactions still running), and a
+    // replica is sent flushed WAL only. A commit flushes only when its
+    // transaction wrote WAL: a transaction id alone does not (PostgreSQL
+    // then commits asynchronously). So this transaction writes one empty
+    // logical message (executable by any role, ignored by physical
+    // replicas and by decoders that do not ask for the prefix), and its
+    // commit flushes up to its own commit record, past the position,
+    // before `commit` returns.
     let (_, lsn, _): (i64, Lsn, String) = sqlx::query_as(
         "SELECT count(pg_advisory_xact_lock($1, o)), pg_current_wal_insert_lsn(), \
-           pg_current_xact_id()::text \
+           pg_logical_emit_message(true, 'widget-data', '')::text \
          FROM unnest($2::integer[]) o",
     )
     .bind(WRITERS)

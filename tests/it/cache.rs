@@ -610,3 +610,66 @@ async fn the_memory_level_counts_the_rows_and_the_hit_body() {
         "counted {counted} < rows {rows} + hit body {hit_body}"
     );
 }
+
+/// A replica is sent only flushed WAL. The position stored with freshly
+/// read versions must be flushed by the time they are used, or replicas
+/// are refused for lag until the WAL writer gets round to it (up to
+/// `wal_writer_delay`, 200 ms by default).
+#[tokio::test]
+async fn the_wal_position_kept_with_the_versions_is_flushed_when_they_are_read() {
+    let t = listening_app().await;
+    let source: widget_data::plan::DataSource =
+        serde_json::from_value(json!({"table": "servers"})).unwrap();
+    let plan = widget_data::plan::plan(&source, &[], &t.app.schema(), &t.app.limits).unwrap();
+    for round in 0..5 {
+        // A write whose commit does not wait for its WAL to be flushed.
+        let mut tx = t.pool.begin().await.unwrap();
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO servers (hostname, status, region) VALUES ('async', 'Ready', 'eu-west-1')",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        until("the write is heard", || async {
+            !matches!(
+                t.app.cache.key(&plan, 300, &anon_principal(&t)),
+                KeyState::Ready(_)
+            )
+        })
+        .await;
+        assert!(
+            t.app
+                .cache
+                .settle(&plan, Deadline::after(Duration::from_secs(10)))
+                .await
+        );
+        let lsn = u64::from(
+            t.app
+                .cache
+                .replayed_by(&plan)
+                .expect("versions were just read"),
+        );
+        let (flushed, at): (bool, String) = sqlx::query_as(
+            "SELECT pg_current_wal_flush_lsn() >= $1::text::pg_lsn, pg_current_wal_flush_lsn()::text",
+        )
+        .bind(format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF))
+        .fetch_one(&t.pool)
+        .await
+        .unwrap();
+        assert!(
+            flushed,
+            "round {round}: the versions' position {:X}/{:X} is past the flushed WAL ({at})",
+            lsn >> 32,
+            lsn & 0xFFFF_FFFF
+        );
+    }
+}
+
+fn anon_principal(t: &TestApp) -> Principal {
+    t.app.jwt.verify(&anon()).unwrap()
+}

@@ -229,6 +229,7 @@ async function loadWidget(w, force) {
     w.xCache.textContent = result.xCache ? `cache ${result.xCache}` : '';
     w.xCache.className = `badge ${result.xCache === 'hit' ? 'hit' : 'miss'}`;
     w.el.dataset.state = result.stale ? 'stale' : 'ready';
+    requestAnimationFrame(() => markScrollable(w));
   } catch (e) {
     if (controller.signal.aborted || (e && e.name === 'AbortError')) return;
     replace(w.body, h('p', { class: 'widget-error', role: 'alert' }, e.message, h('span', { class: 'code' }, `${e.status || ''} ${e.code || ''}`.trim())));
@@ -241,6 +242,23 @@ async function loadWidget(w, force) {
       w.el.removeAttribute('aria-busy');
       tickOne(w.updated, Date.now());
     }
+  }
+}
+
+/**
+ * A widget body whose content overflows scrolls: then it takes focus (and
+ * a name) so a keyboard can scroll it too.
+ */
+function markScrollable(w) {
+  const b = w.body;
+  if (b.scrollHeight > b.clientHeight + 1 || b.scrollWidth > b.clientWidth + 1) {
+    b.tabIndex = 0;
+    b.setAttribute('role', 'region');
+    b.setAttribute('aria-label', `${w.row.title || 'Widget'}: data`);
+  } else {
+    b.removeAttribute('tabindex');
+    b.removeAttribute('role');
+    b.removeAttribute('aria-label');
   }
 }
 

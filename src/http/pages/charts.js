@@ -3,7 +3,7 @@
 // bar chart, a line chart over time, and the admin view's history chart.
 // Colours and fonts come from CSS classes; geometry from attributes.
 
-import { formatCompact, formatMs, formatNumber, svg } from './dom.js';
+import { formatCompact, formatNumber, svg } from './dom.js';
 
 export const COLORS = ['#2350c8', '#0f7b5f', '#c2410c', '#7c3aed', '#b42318', '#0e7490', '#a16207', '#be185d'];
 
@@ -31,6 +31,8 @@ export function forget(container) {
  */
 function mount(container, kind, label, draw) {
   container.classList.add('chart');
+  // A bar chart's height follows its rows, not its box: it stays in the flow.
+  container.classList.toggle('flow', kind === 'bar');
   let el = container.querySelector(':scope > svg[data-chart]');
   if (!el || el.dataset.chart !== kind) {
     el = svg('svg', { 'data-chart': kind, role: 'img', xmlns: 'http://www.w3.org/2000/svg' });
@@ -73,7 +75,7 @@ export function ticks(min, max, count = 4) {
   return out;
 }
 
-const CHAR_PX = 6.6;
+const CHAR_PX = 7.2;
 
 function clip(text, px) {
   const room = Math.max(3, Math.floor(px / CHAR_PX));
@@ -180,8 +182,9 @@ function plot(box, series, { xMin, xMax, yMin, yMax, yFmt, xLabels, area, dots }
     const color = s.color || COLORS[i % COLORS.length];
     const d = linePath(s.points, sx, sy);
     if (!d) return;
-    if (area && series.length === 1) {
-      const valid = s.points.filter((p) => p.y !== null && Number.isFinite(p.y));
+    const valid = s.points.filter((p) => p.y !== null && Number.isFinite(p.y));
+    // An area only under an unbroken line: a gap would close it wrongly.
+    if (area && series.length === 1 && valid.length === s.points.length) {
       const base = sy(Math.max(y0, Math.min(0, y1)));
       const fill = `${d}L${sx(valid[valid.length - 1].x).toFixed(1)},${base.toFixed(1)}L${sx(valid[0].x).toFixed(1)},${base.toFixed(1)}Z`;
       nodes.push(svg('path', { d: fill, fill: color, class: 'chart-area' }));
@@ -258,7 +261,7 @@ export function historyChart(container, samples) {
     const xMax = at(samples[samples.length - 1]);
     const [, latHi] = extent([{ points: cached }, { points: uncached }], 'y');
     const latMax = Number.isFinite(latHi) ? latHi : 1;
-    const yLabelW = Math.max(46, Math.max(...ticks(0, latMax).map((t) => formatMs(t).length)) * 6.4 + 10);
+    const yLabelW = Math.max(46, Math.max(...ticks(0, latMax).map((t) => formatCompact(t).length + 3)) * 6.4 + 10);
     const w = width - yLabelW - 14;
     const gap = 26;
     const topH = Math.floor((height - gap - 22) * 0.45);
@@ -273,7 +276,7 @@ export function historyChart(container, samples) {
           { name: 'cached', color: HISTORY_COLORS.cached, points: cached },
           { name: 'uncached', color: HISTORY_COLORS.uncached, points: uncached },
         ],
-        { xMin, xMax, yMin: 0, yMax: latMax, yFmt: formatMs, xLabels: true },
+        { xMin, xMax, yMin: 0, yMax: latMax, yFmt: (t) => `${formatCompact(t)} ms`, xLabels: true },
       ),
     ];
     return { nodes, height };

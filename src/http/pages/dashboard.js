@@ -133,6 +133,7 @@ async function showDashboard(id, early = null) {
   const loads = rows.map((row) => addWidget(row).load(false));
   emptyState();
   Promise.allSettled(loads).then(mark);
+  fillFilterKeys();
   await filters;
 }
 
@@ -200,10 +201,14 @@ function addWidget(row) {
   return w;
 }
 
-function dropWidget(w) {
-  if (w.controller) w.controller.abort();
+function forgetChart(w) {
   const chart = w.body.querySelector('.chart');
   if (chart) forget(chart);
+}
+
+function dropWidget(w) {
+  if (w.controller) w.controller.abort();
+  forgetChart(w);
   w.el.remove();
 }
 
@@ -220,8 +225,7 @@ async function loadWidget(w, force) {
     const result = await queryWidget(request, controller.signal);
     if (controller.signal.aborted) return;
     const rows = Array.isArray(result.data) ? result.data : [];
-    const old = w.body.querySelector('.chart');
-    if (old) forget(old);
+    forgetChart(w);
     renderResult(w.body, w.row.data_source || {}, rows, w.row.title || 'Widget');
     w.updated.dataset.cachedAt = result.cached_at || '';
     w.stale.hidden = !result.stale;
@@ -232,6 +236,7 @@ async function loadWidget(w, force) {
     requestAnimationFrame(() => markScrollable(w));
   } catch (e) {
     if (controller.signal.aborted || (e && e.name === 'AbortError')) return;
+    forgetChart(w);
     replace(w.body, h('p', { class: 'widget-error', role: 'alert' }, e.message, h('span', { class: 'code' }, `${e.status || ''} ${e.code || ''}`.trim())));
     w.stale.hidden = true;
     w.xCache.hidden = true;
@@ -379,6 +384,7 @@ async function openWidgetDialog(w) {
         dialog.close();
         const added = addWidget(saved);
         emptyState();
+        fillFilterKeys();
         added.load(false);
         added.el.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
       }

@@ -6,7 +6,7 @@
 import { WIDGET_DATA, call, defaultSize, insertWidget, listDashboards, listWidgets, loadSchema, nextFreeRow, queryWidget } from './api.js';
 import { forget } from './charts.js';
 import { clearErrors, copyButton, dataTable, formatMs, formatNumber, h, replace, showError } from './dom.js';
-import { drawChart } from './results.js';
+import { chartKind, drawChart } from './results.js';
 import { boot } from './session.js';
 import { SourceEditor, WIDGET_TYPES, inputFor, showApiError } from './source-form.js';
 
@@ -95,7 +95,7 @@ function jsonChanged() {
   }
   if (!slot.hidden) clearErrors(form);
   state.editor.value = source;
-  updateSnippets(source);
+  sourceChanged(source);
   return true;
 }
 
@@ -141,9 +141,9 @@ async function run() {
     const chart = $('result-chart');
     forget(chart);
     chart.replaceChildren();
-    const svg = drawChart(chart, source, rows, 'Result');
-    chart.hidden = !svg;
-    $('chart-note').hidden = Boolean(svg);
+    chart.hidden = !chartKind(source);
+    $('chart-note').hidden = !chart.hidden;
+    drawChart(chart, source, rows, 'Result');
     replace($('result-table'), rows.length ? dataTable(rows, { id: 'result' }) : h('p', { class: 'muted small' }, 'No rows match.'));
     $('result-error').hidden = true;
   } catch (e) {
@@ -184,11 +184,16 @@ function setupSql() {
     : `The SQL is shown to service_role only; you are signed in as ${state.session.role}.`;
 }
 
+/** One clause a line. Values are all bind parameters, so no literal is split. */
+function readable(sql) {
+  return String(sql).replace(/ (FROM|WHERE|GROUP BY|ORDER BY|LIMIT|OFFSET) /g, '\n$1 ');
+}
+
 async function showSql(body, signal) {
   try {
     const { data } = await call(`${WIDGET_DATA}/sql`, { method: 'POST', body, signal });
     const params = Array.isArray(data.params) && data.params.length ? `\n\n-- parameters\n${data.params.map((p, i) => `-- $${i + 1} = ${JSON.stringify(p)}`).join('\n')}` : '';
-    $('sql').textContent = `${data.sql}${params}`;
+    $('sql').textContent = `${readable(data.sql)}${params}`;
   } catch (e) {
     if (!signal.aborted) $('sql').textContent = `-- ${e.message}`;
   }

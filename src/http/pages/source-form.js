@@ -109,7 +109,7 @@ function options(select, items, keep) {
     select,
     items.map(([value, text]) => h('option', { value }, text)),
     // A value the schema does not know is kept, so the service says what is wrong.
-    chosen.map((v) => h('option', { value: v }, `${v} (not in schema)`)),
+    chosen.map((v) => h('option', { value: v }, `${v} (as given)`)),
   );
   for (const option of select.options) option.selected = keep.includes(option.value);
   if (!select.multiple && select.selectedIndex < 0 && select.options.length) select.selectedIndex = 0;
@@ -317,6 +317,7 @@ export class SourceEditor {
     this.extras = Object.fromEntries(Object.entries(s).filter(([k]) => !OWN_KEYS.has(k)));
     this.extraFilters = [];
     options(this.table, [...this.table.options].map((o) => [o.value, o.textContent]).filter(([v]) => !v || this.schema?.table(v)), [s.table || '']);
+    if (this.table.options[0] && !this.table.options[0].value) this.table.options[0].disabled = true;
     this.aggregation.value = AGGREGATIONS.some(([v]) => v === s.aggregation) ? s.aggregation : 'count';
     this.aggregation.disabled = Boolean(this.extras.aggregations);
     this.column.disabled = Boolean(this.extras.aggregations);

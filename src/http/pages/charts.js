@@ -27,7 +27,8 @@ export function forget(container) {
 /**
  * Puts an `<svg data-chart=kind>` in `container` and draws it with
  * `draw(width, height)`, which returns `{nodes, height}`; again whenever
- * the container's size changes.
+ * the container's size changes. Each drawing fires a bubbling
+ * `chart-drawn` event on the container.
  */
 function mount(container, kind, label, draw) {
   container.classList.add('chart');
@@ -52,6 +53,7 @@ function mount(container, kind, label, draw) {
     el.setAttribute('height', drawn.height);
     el.setAttribute('viewBox', `0 0 ${width} ${drawn.height}`);
     el.replaceChildren(svg('title', {}, label), ...drawn.nodes);
+    container.dispatchEvent(new Event('chart-drawn', { bubbles: true }));
   };
   draws.set(container, render);
   if (observer) observer.observe(container);

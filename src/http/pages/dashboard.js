@@ -11,11 +11,16 @@ import { boot } from './session.js';
 import { SourceEditor, WIDGET_TYPES, showApiError } from './source-form.js';
 
 const DRAWN_MARK = 'widget-data:widgets-drawn';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const state = {
   session: null,
   dashboards: [],
+  /** The shown dashboard's id, and its row once the list is known. */
+  dashboardId: null,
   dashboard: null,
+  /** The list of dashboards, when it has answered (null if it failed). */
+  listed: null,
   /** id → {row, el, body, controller} */
   widgets: new Map(),
   prefs: [],
@@ -32,26 +37,35 @@ boot(async (session) => {
   $('add-widget').addEventListener('click', () => openWidgetDialog(null));
   $('filters').addEventListener('submit', saveFilter);
   const wanted = new URLSearchParams(location.search).get('dashboard');
-  // The widgets of a dashboard named in the URL load alongside the list.
-  const early = wanted ? listWidgets(wanted).catch(() => null) : null;
+  const listed = listDashboards().then((list) => (Array.isArray(list) ? list : []));
+  // Known once the list answers (null when it failed); a dashboard is
+  // drawn only when it is on the list.
+  state.listed = listed.catch(() => null);
+  // A dashboard named in the URL starts loading at once, beside the list.
+  const early = wanted && UUID.test(wanted) ? showDashboard(wanted) : null;
   let dashboards;
   try {
-    dashboards = await listDashboards();
+    dashboards = await listed;
   } catch (e) {
     pageError(`Could not list your dashboards: ${e.message}`);
     mark();
     return;
   }
-  state.dashboards = Array.isArray(dashboards) ? dashboards : [];
-  fillPicker();
-  if (!state.dashboards.length) {
+  state.dashboards = dashboards;
+  fillPicker(state.dashboardId);
+  if (!dashboards.length) {
     noDashboards();
     mark();
     return;
   }
-  const found = wanted && state.dashboards.find((d) => d.id === wanted);
-  if (wanted && !found) notice(`No dashboard ${wanted} is visible to you; showing ${state.dashboards[0].name}.`);
-  await showDashboard(found ? found.id : state.dashboards[0].id, found ? early : null);
+  const found = wanted && dashboards.find((d) => d.id === wanted);
+  if (found) {
+    showInfo();
+    await early;
+    return;
+  }
+  if (wanted) notice(`No dashboard ${wanted} is visible to you; showing ${dashboards[0].name}.`);
+  await showDashboard(dashboards[0].id);
 });
 
 function pageError(message) {
@@ -81,6 +95,7 @@ function mark() {
 }
 
 function noDashboards() {
+  state.dashboardId = null;
   const form = h('form', { id: 'new-dashboard', 'aria-label': 'Create a dashboard' });
   const name = h('input', { id: 'new-dashboard-name', name: 'name', required: true, autocomplete: 'off' });
   form.addEventListener('submit', async (e) => {
@@ -107,34 +122,46 @@ function noDashboards() {
 }
 
 /** Shows dashboard `id`: its widgets (all loading at once) and filters. */
-async function showDashboard(id, early = null) {
+async function showDashboard(id) {
   for (const w of state.widgets.values()) dropWidget(w);
   state.widgets.clear();
-  const board = state.dashboards.find((d) => d.id === id);
-  state.dashboard = board;
+  state.dashboardId = id;
+  state.dashboard = state.dashboards.find((d) => d.id === id) || null;
   fillPicker(id);
   history.replaceState(null, '', `/?dashboard=${encodeURIComponent(id)}`);
-  $('dashboard-title').textContent = board.name || 'Dashboard';
-  $('dashboard-description').textContent = board.description || '';
-  document.title = `${board.name || 'Dashboard'} · widget-data`;
+  showInfo();
   $('filters').hidden = false;
   replace($('grid'));
-  const filters = loadFilters(id);
   let rows;
   try {
-    rows = (await early) || (await listWidgets(id));
+    rows = await listWidgets(id);
   } catch (e) {
+    if (state.dashboardId !== id) return;
     pageError(`Could not load the widgets: ${e.message}`);
-    mark();
+    if ((await state.listed) && state.dashboardId === id) mark();
+    await loadFilters(id);
     return;
   }
-  if (state.dashboard !== board) return;
+  if (state.dashboardId !== id) return;
   rows.sort((a, b) => pos(a).y - pos(b).y || pos(a).x - pos(b).x);
   const loads = rows.map((row) => addWidget(row).load(false));
   emptyState();
-  Promise.allSettled(loads).then(mark);
-  fillFilterKeys();
+  // The filter bar after the widgets' queries: they go first.
+  const filters = loadFilters(id);
+  // Drawn: every widget final, and the dashboard is one of the caller's.
+  Promise.all([Promise.allSettled(loads), state.listed]).then(() => {
+    if (state.dashboardId === id && state.dashboards.some((d) => d.id === id)) mark();
+  });
   await filters;
+}
+
+/** The shown dashboard's name and description, once the list is known. */
+function showInfo() {
+  const board = state.dashboards.find((d) => d.id === state.dashboardId);
+  state.dashboard = board || null;
+  $('dashboard-title').textContent = board ? board.name || 'Dashboard' : 'Dashboard';
+  $('dashboard-description').textContent = board ? board.description || '' : '';
+  document.title = `${board ? board.name || 'Dashboard' : 'Dashboard'} · widget-data`;
 }
 
 function emptyState() {
@@ -196,6 +223,7 @@ function addWidget(row) {
     if (button.dataset.action === 'delete') confirmDelete(w);
   });
   w.load = (force) => loadWidget(w, force);
+  el.addEventListener('chart-drawn', () => markScrollable(w));
   state.widgets.set(row.id, w);
   $('grid').append(el);
   return w;
@@ -377,7 +405,7 @@ async function openWidgetDialog(w) {
         const existing = [...state.widgets.values()].map((x) => x.row);
         if (fields.refresh_interval === null) delete fields.refresh_interval;
         const saved = await insertWidget({
-          dashboard_id: state.dashboard.id,
+          dashboard_id: state.dashboardId,
           ...fields,
           position: { x: 0, y: nextFreeRow(existing), ...defaultSize(fields.widget_type) },
         });
@@ -420,7 +448,7 @@ async function loadFilters(id) {
     sub ? get(prefsUrl).catch(() => []) : Promise.resolve([]),
     get('/rest/v1/global_filter_defaults?select=id,dashboard_id,filter_key,value&order=created_at.asc').catch(() => []),
   ]);
-  if (!state.dashboard || state.dashboard.id !== id) return;
+  if (state.dashboardId !== id) return;
   state.prefs = Array.isArray(prefs) ? prefs : [];
   state.defaults = (Array.isArray(defaults) ? defaults : []).filter((d) => d.dashboard_id === null || d.dashboard_id === id);
   renderFilters();
@@ -495,10 +523,10 @@ async function saveFilter(e) {
     if (existing) {
       await call(`/rest/v1/user_filter_preferences?id=eq.${encodeURIComponent(existing.id)}`, { method: 'PATCH', body: { value } });
     } else {
-      await call('/rest/v1/user_filter_preferences', { method: 'POST', body: [{ dashboard_id: state.dashboard.id, filter_key: key, value }], prefer: 'return=representation' });
+      await call('/rest/v1/user_filter_preferences', { method: 'POST', body: [{ dashboard_id: state.dashboardId, filter_key: key, value }], prefer: 'return=representation' });
     }
     input.value = '';
-    await loadFilters(state.dashboard.id);
+    await loadFilters(state.dashboardId);
     await requeryAll();
   } catch (err) {
     showError(form, err.field === 'value' ? 'filter_value' : 'form', err.message);
@@ -513,7 +541,7 @@ async function removeFilter(f) {
   const table = f.source === 'preference' ? 'user_filter_preferences' : 'global_filter_defaults';
   try {
     await call(`/rest/v1/${table}?id=eq.${encodeURIComponent(f.row.id)}`, { method: 'DELETE' });
-    await loadFilters(state.dashboard.id);
+    await loadFilters(state.dashboardId);
     form.elements.namedItem('filter_value').focus();
     await requeryAll();
   } catch (err) {

@@ -36,6 +36,23 @@ boot(async (session) => {
   $('dashboard-picker').addEventListener('change', (e) => showDashboard(e.target.value));
   $('add-widget').addEventListener('click', () => openWidgetDialog(null));
   $('filters').addEventListener('submit', saveFilter);
+  if (session.role === 'anon') {
+    // anon owns no dashboards and may not list them: ask for nothing.
+    fillPicker();
+    $('filters').hidden = true;
+    replace(
+      $('grid'),
+      h(
+        'div',
+        { class: 'card empty-state' },
+        h('h2', {}, 'Dashboards belong to signed-in users'),
+        h('p', {}, 'You are signed in with the anon key. Sign in as a user to see and build dashboards, or try queries in the playground.'),
+        h('button', { type: 'button', class: 'btn-primary', onclick: () => $('sign-out').click() }, 'Sign out and choose another token'),
+      ),
+    );
+    mark();
+    return;
+  }
   const wanted = new URLSearchParams(location.search).get('dashboard');
   const listed = listDashboards().then((list) => (Array.isArray(list) ? list : []));
   // Known once the list answers (null when it failed); a dashboard is

@@ -256,6 +256,13 @@ async function setupSave() {
     state.typeTouched = true;
   });
   form.addEventListener('submit', save);
+  if (state.session.role === 'anon') {
+    // anon owns no dashboards: nothing to list, nowhere to save.
+    $('save-dashboard').disabled = true;
+    $('save-as-widget').disabled = true;
+    showError(form, 'form', 'Sign in as a user to save widgets: the anon key owns no dashboards.');
+    return;
+  }
   try {
     state.dashboards = await listDashboards();
   } catch (e) {

@@ -226,6 +226,38 @@ pub fn sign(secret: &str, claims: &Value) -> Result<String, jsonwebtoken::errors
     )
 }
 
+/// A token of each request role for local development, signed with
+/// `secret` and valid for `valid_secs`: the anonymous role, the seeded
+/// demo user and `service_role`. `(name, role, token)`.
+pub fn dev_tokens(
+    secret: &str,
+    audience: &str,
+    valid_secs: i64,
+) -> Result<Vec<(&'static str, Role, String)>, jsonwebtoken::errors::Error> {
+    let exp = chrono::Utc::now().timestamp() + valid_secs;
+    [
+        (
+            "anon",
+            Role::Anon,
+            serde_json::json!({"role": "anon", "exp": exp}),
+        ),
+        (
+            "demo user",
+            Role::Authenticated,
+            serde_json::json!({"role": "authenticated", "aud": audience,
+                "sub": crate::db::DEMO_USER_ID, "email": "demo@example.com", "exp": exp}),
+        ),
+        (
+            "service_role",
+            Role::ServiceRole,
+            serde_json::json!({"role": "service_role", "exp": exp}),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, role, claims)| Ok((name, role, sign(secret, &claims)?)))
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,6 +78,10 @@ pub struct Config {
     pub max_connections: Option<usize>,
     pub bundles: BundleConfig,
     pub fleet: FleetConfig,
+    /// `PAGES_DIR`: serve the pages' files from this directory, read at
+    /// start, instead of the copies built into the binary (for working
+    /// on the pages without rebuilding).
+    pub pages_dir: Option<PathBuf>,
 }
 
 /// Running more than one instance: the shared Redis level, read replicas
@@ -205,6 +209,7 @@ impl Config {
         }
         let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| ".data".into()));
         Ok(Self {
+            pages_dir: get("PAGES_DIR").map(PathBuf::from),
             listen_addr: parse(&get, "LISTEN_ADDR", "127.0.0.1:8080", "must be host:port")?,
             metrics_addr: match get("METRICS_ADDR") {
                 None => None,
@@ -417,6 +422,7 @@ impl fmt::Debug for Config {
             .field("listen_addr", &self.listen_addr)
             .field("metrics_addr", &self.metrics_addr)
             .field("data_dir", &self.data_dir)
+            .field("pages_dir", &self.pages_dir)
             .field("jwt_secret", &"<redacted>")
             .field("jwt_audience", &self.jwt_audience)
             .field("jwt_role_claim", &self.jwt_role_claim)

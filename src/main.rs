@@ -50,6 +50,9 @@ async fn main() -> ExitCode {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let limits = http::serve::EdgeLimits::from_config(&config, http::serve::raise_file_limit());
+    // The pages' files are checked (and compressed) before anything starts:
+    // a PAGES_DIR that does not load is refused, not served without pages.
+    http::site::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let embedded = match &config.database_url {
         Some(_) => None,
         None => {
@@ -76,6 +79,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let mut tasks = vec![
         app.spawn_listener(),
         app.spawn_purge(),
+        app.spawn_history(),
         app.spawn_probe(),
         app.spawn_rate_limit_cleanup(),
     ];
@@ -236,6 +240,9 @@ fn print_banner(
     embedded: Option<&Supervisor>,
 ) {
     println!("\nwidget-data listening on http://{addr}");
+    println!(
+        "  dashboard: http://{addr}/   playground: http://{addr}/playground   admin: http://{addr}/admin"
+    );
     println!("  POST http://{addr}/functions/v1/widget-data   docs: http://{addr}/docs");
     if let Some(metrics) = metrics {
         println!("  metrics (no token): http://{metrics}/metrics");
@@ -261,25 +268,14 @@ fn print_banner(
     if config.jwt_secret_is_dev {
         println!("  dev JWT secret: {}", config.jwt_secret);
     }
-    let exp = chrono::Utc::now().timestamp() + 365 * 24 * 3600;
-    let tokens = [
-        ("anon", serde_json::json!({"role": "anon", "exp": exp})),
-        (
-            "demo user",
-            serde_json::json!({"role": "authenticated", "aud": config.jwt_audience, "sub": db::DEMO_USER_ID,
-                "email": "demo@example.com", "exp": exp}),
-        ),
-        (
-            "service_role",
-            serde_json::json!({"role": "service_role", "exp": exp}),
-        ),
-    ];
     println!("  tokens (valid for a year):");
-    for (name, claims) in tokens {
-        match auth::sign(&config.jwt_secret, &claims) {
-            Ok(token) => println!("    {name:<13} {token}"),
-            Err(e) => tracing::error!(error = %e, "could not sign the {name} token"),
+    match auth::dev_tokens(&config.jwt_secret, &config.jwt_audience, 365 * 24 * 3600) {
+        Ok(tokens) => {
+            for (name, _, token) in tokens {
+                println!("    {name:<13} {token}");
+            }
         }
+        Err(e) => tracing::error!(error = %e, "could not sign the dev tokens"),
     }
     println!(
         "  try:\n    curl -s http://{addr}/functions/v1/widget-data -H \"Authorization: Bearer $TOKEN\" \\"

@@ -267,6 +267,41 @@ impl App {
 
     /// Every minute, deletes the cache table's expired and unreachable
     /// rows, then the least recently used past `CACHE_TABLE_MAX_MB`.
+    /// Samples the figures for their history (the admin page's chart)
+    /// every [`crate::cache::HISTORY_EVERY`].
+    pub fn spawn_history(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::cache::HISTORY_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is at once: it sets the baseline.
+            loop {
+                every.tick().await;
+                let stats = &app.cache.stats;
+                stats.history.sample(chrono::Utc::now(), stats.totals());
+            }
+        })
+    }
+
+    /// Saved widgets with an unexpired entry in the cache table, which
+    /// every instance shares; `None` when the database cannot say within
+    /// a second.
+    pub async fn active_widgets(&self) -> Option<u64> {
+        let count = sqlx::query_scalar::<_, i64>(
+            "SELECT count(DISTINCT widget_instance_id) FROM app.widget_data_cache \
+             WHERE widget_instance_id IS NOT NULL AND expires_at > now()",
+        )
+        .fetch_one(&self.pool);
+        match tokio::time::timeout(Duration::from_secs(1), count).await {
+            Ok(Ok(n)) => u64::try_from(n).ok(),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "could not count the active widgets");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     pub fn spawn_purge(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let app = Arc::clone(self);
         tokio::spawn(async move {

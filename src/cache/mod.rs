@@ -19,6 +19,7 @@
 //! optional: each step gets a short slice of the request's deadline, and a
 //! step that fails or runs out of time is skipped, never an error.
 
+mod history;
 mod key;
 mod memory;
 mod shared;
@@ -28,8 +29,9 @@ mod versions;
 mod warm;
 mod watch;
 
+pub use history::EVERY as HISTORY_EVERY;
 pub use key::{Key, per_user, scope};
-pub use stats::{Latency, QueryFigures, Snapshot, Stats};
+pub use stats::{Latency, QueryFigures, Snapshot, Stats, TableState};
 pub use table::{ENTRIES_CHANNEL, Stamp, purge};
 pub use versions::{CHANNEL as CHANGES_CHANNEL, Versions};
 pub use warm::Recipe;
@@ -648,6 +650,7 @@ impl Cache {
         m.sync();
         let mut snapshot = self.stats.snapshot(m.len(), m.bytes(), m.evictions());
         snapshot.warming.tracked = self.warmable();
+        snapshot.tables = self.versions.tables();
         snapshot.redis = self.redis_figures().map(|f| stats::RedisStats {
             hits: f.hits,
             misses: f.misses,

@@ -11,6 +11,8 @@ use serde::Serialize;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+pub use super::history::{History, Sample, Totals};
+
 /// Latencies kept per kind for mean and p95.
 const WINDOW: usize = 2048;
 
@@ -47,6 +49,12 @@ pub struct Stats {
     pub warm_failures: AtomicU64,
     pub warmed_elsewhere: AtomicU64,
     last_invalidation_ms: AtomicI64,
+    /// Answers by kind and their summed latency (µs), for the history.
+    cached_answers: AtomicU64,
+    cached_us: AtomicU64,
+    uncached_answers: AtomicU64,
+    uncached_us: AtomicU64,
+    pub history: History,
     cached_latency: Window,
     uncached_latency: Window,
     metrics: Metrics,
@@ -67,6 +75,11 @@ impl Default for Stats {
             warm_failures: AtomicU64::default(),
             warmed_elsewhere: AtomicU64::default(),
             last_invalidation_ms: AtomicI64::default(),
+            cached_answers: AtomicU64::default(),
+            cached_us: AtomicU64::default(),
+            uncached_answers: AtomicU64::default(),
+            uncached_us: AtomicU64::default(),
+            history: History::default(),
             cached_latency: Window::default(),
             uncached_latency: Window::default(),
             metrics: Metrics::new(),
@@ -347,6 +360,28 @@ pub struct Snapshot {
     pub queries: QueryFigures,
     /// The shared level, when `REDIS_URL` is set.
     pub redis: Option<RedisStats>,
+    /// The tables this instance has heard of: watched or not, with the
+    /// version it vouches for.
+    pub tables: Vec<TableState>,
+    /// Saved widgets with an unexpired entry in the cache table (shared by
+    /// every instance); `null` when the database could not say.
+    pub active_widgets: Option<u64>,
+    /// One sample every 5 s over the last ten minutes, oldest first.
+    pub history: Vec<Sample>,
+}
+
+/// A table's data version as this instance knows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TableState {
+    /// `schema.table`.
+    pub table: String,
+    /// Watched on the listening session: a change to it is heard.
+    pub watched: bool,
+    /// The version this instance vouches for (`<sequence>.<number>`);
+    /// `null` until it is read again after a change.
+    pub version: Option<String>,
+    /// The highest change number heard for it.
+    pub changes_heard: Option<u64>,
 }
 
 /// Where widget queries ran (`DATABASE_READ_URLS`).
@@ -415,15 +450,44 @@ impl Stats {
     }
 
     pub fn record(&self, cached: bool, elapsed: Duration) {
-        let (window, histogram) = if cached {
-            (&self.cached_latency, &self.metrics.cached_seconds)
+        let (window, histogram, answers, us) = if cached {
+            (
+                &self.cached_latency,
+                &self.metrics.cached_seconds,
+                &self.cached_answers,
+                &self.cached_us,
+            )
         } else {
-            (&self.uncached_latency, &self.metrics.uncached_seconds)
+            (
+                &self.uncached_latency,
+                &self.metrics.uncached_seconds,
+                &self.uncached_answers,
+                &self.uncached_us,
+            )
         };
+        answers.fetch_add(1, Relaxed);
+        us.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
         let secs = elapsed.as_secs_f64();
         histogram.record(secs);
         if window.record(secs * 1000.0) % FOLD_EVERY == FOLD_EVERY - 1 {
             self.metrics.handle.run_upkeep();
+        }
+    }
+
+    /// The running totals the history samples.
+    pub fn totals(&self) -> Totals {
+        Totals {
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            coalesced: self.coalesced.load(Relaxed),
+            invalidations: self.invalidations.load(Relaxed),
+            cached: self.cached_answers.load(Relaxed),
+            cached_us: self.cached_us.load(Relaxed),
+            uncached: self.uncached_answers.load(Relaxed),
+            uncached_us: self.uncached_us.load(Relaxed),
         }
     }
 
@@ -474,6 +538,9 @@ impl Stats {
             },
             queries: QueryFigures::default(),
             redis: None,
+            tables: Vec::new(),
+            active_widgets: None,
+            history: self.history.samples(),
         }
     }
 }

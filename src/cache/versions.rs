@@ -240,6 +240,33 @@ impl Versions {
         (tables, inner.permissions.clone())
     }
 
+    /// Every table heard of, watched or known, by name.
+    pub fn tables(&self) -> Vec<super::TableState> {
+        let inner = self.read();
+        let mut names: Vec<&TableName> = inner
+            .watched
+            .keys()
+            .chain(inner.heard.keys())
+            .chain(inner.last_known.keys())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                let watched = inner.watched.get(name);
+                super::TableState {
+                    table: name.clone(),
+                    watched: watched.is_some(),
+                    version: watched
+                        .and_then(|w| w.current.as_ref())
+                        .map(|c| c.version.clone()),
+                    changes_heard: inner.heard.get(name).copied(),
+                }
+            })
+            .collect()
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }

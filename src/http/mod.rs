@@ -2,17 +2,20 @@
 //! OpenAPI document. No SQL here; handlers hand typed requests to
 //! [`crate::pipeline`].
 
+pub mod assets;
 mod body;
 mod bundles;
 mod caller;
 mod cors;
 mod docs;
 mod etag;
+mod explore;
 mod health;
 mod panics;
 mod rest;
 pub mod rest_doc;
 pub mod serve;
+pub mod site;
 mod unread_body;
 mod widget_data;
 
@@ -72,7 +75,10 @@ fn api_router() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(widget_data::query_widget_data))
         .routes(routes!(widget_data::get_widget_data_stats))
+        .routes(routes!(explore::get_widget_data_schema))
+        .routes(routes!(explore::get_widget_data_sql))
         .routes(routes!(widget_data::get_metrics))
+        .routes(routes!(site::get_dev_tokens))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .routes(routes!(
@@ -131,6 +137,7 @@ pub fn router(app: Arc<App>) -> Router {
         axum::routing::get(bundles::get_newest_widget_bundle),
     )
     .merge(docs::router(doc))
+    .merge(site::router(&app.config))
         .fallback(|req: Request<axum::body::Body>| async move {
             ApiError::NoRoute {
                 method: req.method().to_string(),

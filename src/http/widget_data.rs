@@ -39,6 +39,32 @@ pub struct WidgetDataRequest {
     force_refresh: bool,
 }
 
+impl WidgetDataRequest {
+    /// What the request asks the pipeline for; an ad-hoc source is planned
+    /// here (and remembered by `body`).
+    pub(super) fn into_query(
+        self,
+        app: &App,
+        body: Bytes,
+        principal: &crate::auth::Principal,
+    ) -> Result<pipeline::Query, ApiError> {
+        match (self.config, self.widget_id) {
+            (Some(source), None) => {
+                app.pipeline
+                    .ad_hoc(body, &source, &self.filters, self.force_refresh, principal)
+            }
+            (None, Some(id)) => Ok(pipeline::Query {
+                source: Source::Widget(id),
+                runtime_filters: self.filters,
+                force_refresh: self.force_refresh,
+            }),
+            _ => Err(ApiError::InvalidBody {
+                message: "give exactly one of `config` or `widget_id`".into(),
+            }),
+        }
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct WidgetDataResponse<'a> {
     /// One object per row: groupBy columns by name, `bucket`, and each measure by name
@@ -132,25 +158,7 @@ pub async fn query_widget_data(
                 serde_json::from_value(request).map_err(|e| ApiError::InvalidBody {
                     message: format!("invalid request body: {e}"),
                 })?;
-            match (request.config, request.widget_id) {
-                (Some(source), None) => app.pipeline.ad_hoc(
-                    bytes,
-                    &source,
-                    &request.filters,
-                    request.force_refresh,
-                    &principal,
-                )?,
-                (None, Some(id)) => pipeline::Query {
-                    source: Source::Widget(id),
-                    runtime_filters: request.filters,
-                    force_refresh: request.force_refresh,
-                },
-                _ => {
-                    return Err(ApiError::InvalidBody {
-                        message: "give exactly one of `config` or `widget_id`".into(),
-                    });
-                }
-            }
+            request.into_query(&app, bytes, &principal)?
         }
     };
     let answer = app.pipeline.run(&principal, &query, deadline).await?;
@@ -369,7 +377,9 @@ pub async fn get_widget_data_stats(
             message: "cache statistics are for service_role only",
         });
     }
-    Ok(Json(app.snapshot()))
+    let mut snapshot = app.snapshot();
+    snapshot.active_widgets = app.active_widgets().await;
+    Ok(Json(snapshot))
 }
 
 /// The cache's figures in the Prometheus text format (service_role only;

@@ -159,6 +159,18 @@ impl Context {
         })
     }
 
+    /// The statement `query` would run for `principal`, with its parameters
+    /// (for display: the playground shows it to `service_role`).
+    pub async fn statement(
+        &self,
+        principal: &Principal,
+        query: &Query,
+        deadline: Deadline,
+    ) -> Result<(String, Vec<serde_json::Value>), ApiError> {
+        let resolved = resolve(self, principal, query, deadline).await?;
+        Ok(sql::statement(&resolved.plan))
+    }
+
     /// Answers `query` for `principal` by `deadline` (see [`run`]).
     pub async fn run(
         &self,
@@ -202,35 +214,12 @@ async fn run(
     query: &Query,
     deadline: Deadline,
 ) -> Result<Answer, ApiError> {
-    let mut presentation = Presentation::default();
-    let (plan, ttl_secs, widget) = match &query.source {
-        Source::Config(plan) => (Arc::clone(plan), cx.lifetimes.default_secs, None),
-        Source::Widget(id) => {
-            // Boxed, as the miss below: a hit's future stays small, and
-            // moving it through the layers copies little.
-            let load = widgets::load(&cx.db, &cx.widgets, principal, *id, deadline);
-            let widget = Box::pin(load).await?;
-            presentation = widget.presentation.clone();
-            // The widget's own filters always apply; on top of them the
-            // dashboard layers and the request's, merged by column.
-            let filters: Vec<Filter> = widget
-                .filters
-                .iter()
-                .cloned()
-                .chain(widgets::merge_filters(
-                    &widget.layers,
-                    &query.runtime_filters,
-                ))
-                .collect();
-            let plan = plan::plan(&widget.source, &filters, &cx.schema.schema(), &cx.limits)
-                .map_err(|e| e.with_source_root("data_source"))?;
-            (
-                Arc::new(plan),
-                widget.ttl_secs.unwrap_or(cx.lifetimes.default_secs),
-                Some(*id),
-            )
-        }
-    };
+    let Resolved {
+        plan,
+        ttl_secs,
+        widget,
+        presentation,
+    } = resolve(cx, principal, query, deadline).await?;
     // However long a widget asks to be kept, no entry outlives this.
     let ttl_secs = ttl_secs.min(cx.lifetimes.max_secs);
     let asked = Asked {
@@ -317,6 +306,59 @@ async fn run(
         presentation,
         ..answer
     })
+}
+
+/// A query's plan, with what its source says about keeping the answer.
+struct Resolved {
+    plan: Arc<QueryPlan>,
+    ttl_secs: u64,
+    /// The saved widget asked for, if any.
+    widget: Option<Uuid>,
+    presentation: Presentation,
+}
+
+/// Plans `query`: an ad-hoc source is planned already; a saved widget is
+/// loaded (as `principal`) and planned with its own filters, the
+/// dashboard layers and the request's.
+async fn resolve(
+    cx: &Context,
+    principal: &Principal,
+    query: &Query,
+    deadline: Deadline,
+) -> Result<Resolved, ApiError> {
+    match &query.source {
+        Source::Config(plan) => Ok(Resolved {
+            plan: Arc::clone(plan),
+            ttl_secs: cx.lifetimes.default_secs,
+            widget: None,
+            presentation: Presentation::default(),
+        }),
+        Source::Widget(id) => {
+            // Boxed, as the miss below: a hit's future stays small, and
+            // moving it through the layers copies little.
+            let load = widgets::load(&cx.db, &cx.widgets, principal, *id, deadline);
+            let widget = Box::pin(load).await?;
+            // The widget's own filters always apply; on top of them the
+            // dashboard layers and the request's, merged by column.
+            let filters: Vec<Filter> = widget
+                .filters
+                .iter()
+                .cloned()
+                .chain(widgets::merge_filters(
+                    &widget.layers,
+                    &query.runtime_filters,
+                ))
+                .collect();
+            let plan = plan::plan(&widget.source, &filters, &cx.schema.schema(), &cx.limits)
+                .map_err(|e| e.with_source_root("data_source"))?;
+            Ok(Resolved {
+                plan: Arc::new(plan),
+                ttl_secs: widget.ttl_secs.unwrap_or(cx.lifetimes.default_secs),
+                widget: Some(*id),
+                presentation: widget.presentation.clone(),
+            })
+        }
+    }
 }
 
 /// What one request asked the cache for: enough to compute it again.

@@ -48,6 +48,23 @@ pub fn build(plan: &QueryPlan) -> (String, SqlxValues) {
     wrapped(plan).build_sqlx(PostgresQueryBuilder)
 }
 
+/// The statement as it is sent, `$n` placeholders and all, with each
+/// parameter as JSON: for showing what a query runs, never to run.
+pub fn statement(plan: &QueryPlan) -> (String, Vec<serde_json::Value>) {
+    let (sql, values) = wrapped(plan).build(PostgresQueryBuilder);
+    let params = values
+        .into_iter()
+        .map(|value| match value {
+            // Bytes need not be UTF-8 (sea-query's conversion assumes so).
+            sea_query::Value::Bytes(Some(bytes)) => {
+                serde_json::Value::String(bytes.iter().map(|b| format!("{b:02x}")).collect())
+            }
+            value => sea_query::value::sea_value_to_json_value(&value),
+        })
+        .collect();
+    (sql, params)
+}
+
 /// The statement with values inlined: for tests and logs only, never to run.
 pub fn debug_sql(plan: &QueryPlan) -> String {
     wrapped(plan).to_string(PostgresQueryBuilder)

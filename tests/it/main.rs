@@ -23,6 +23,7 @@ mod instances;
 mod limits;
 mod migrations;
 mod openapi;
+mod pages;
 mod privacy;
 mod redis;
 mod redis_server;

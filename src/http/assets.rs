@@ -284,11 +284,12 @@ mod tests {
         String::from_utf8(site.pages[route].identity.to_vec()).unwrap()
     }
 
-    fn asset<'s>(site: &'s Site, prefix: &str) -> (&'s String, String) {
+    /// The asset made from `stem.ext`: its served name and text.
+    fn asset<'s>(site: &'s Site, stem: &str, ext: &str) -> (&'s String, String) {
         let (name, file) = site
             .assets
             .iter()
-            .find(|(n, _)| n.starts_with(prefix))
+            .find(|(n, _)| n.starts_with(&format!("{stem}-")) && n.ends_with(&format!(".{ext}")))
             .unwrap();
         (name, String::from_utf8(file.identity.to_vec()).unwrap())
     }
@@ -305,19 +306,14 @@ mod tests {
             ],
         ))
         .unwrap();
-        let (app, app_text) = asset(&site, "app-");
-        let (lib, _) = asset(&site, "lib-");
-        let (dot, _) = asset(&site, "dot-");
+        let (app, app_text) = asset(&site, "app", "js");
+        let (lib, _) = asset(&site, "lib", "js");
+        let (dot, _) = asset(&site, "dot", "svg");
         assert!(app.ends_with(".js") && app.len() == "app-.js".len() + HASH_LEN);
         assert!(app_text.contains(&format!("from './{lib}'")), "{app_text}");
         let index = page(&site, "/");
         assert!(index.contains(&format!("src=\"/assets/{app}\"")), "{index}");
-        let (_, css_text) = site
-            .assets
-            .iter()
-            .find(|(n, _)| n.ends_with(".css"))
-            .map(|(n, f)| (n, String::from_utf8(f.identity.to_vec()).unwrap()))
-            .unwrap();
+        let (_, css_text) = asset(&site, "app", "css");
         assert!(
             css_text.contains(&format!("url(/assets/{dot})")),
             "{css_text}"
@@ -332,7 +328,7 @@ mod tests {
                 &[("app.js", "import './lib.js';"), ("lib.js", lib)],
             ))
             .unwrap();
-            asset(&site, "app-").0.clone()
+            asset(&site, "app", "js").0.clone()
         };
         assert_ne!(build("export const a = 1;"), build("export const a = 2;"));
     }

@@ -2,7 +2,7 @@
 // cluster, a SQL connection to that cluster, Debian's Chromium, and the
 // small helpers the checks in run.mjs share. See run.mjs for how to run.
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,9 +16,10 @@ const require = createRequire(import.meta.url);
  * with what its banner printed: the URL, the three dev tokens and the
  * embedded cluster's database URL. PAGES_DIR is passed through only when
  * the caller's environment has it (development against pages on disk); CI
- * serves the pages compiled into the binary.
+ * serves the pages compiled into the binary. `spawned(service)` is called
+ * at once, so that an interrupted start can still be stopped.
  */
-export async function startService(bin) {
+export async function startService(bin, spawned = () => {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'widget-data-browser-'));
   chmodSync(dataDir, 0o755); // the embedded cluster may run as `postgres`
   const child = spawn(bin, [], {
@@ -27,10 +28,14 @@ export async function startService(bin) {
   });
   const service = { child, dataDir, exited: false };
   child.on('exit', () => { service.exited = true; });
+  child.on('error', () => { service.exited = true; }); // not started (ENOENT, EACCES)
+  spawned(service);
   try {
-    const banner = await new Promise((ok, fail) => {
+    const banner = await new Promise((resolveBanner, rejectBanner) => {
       let out = '';
       const timer = setTimeout(() => fail(new Error(`no banner after 120 s:\n${out}`)), 120_000);
+      const ok = (v) => { clearTimeout(timer); resolveBanner(v); };
+      const fail = (e) => { clearTimeout(timer); rejectBanner(e); };
       child.on('exit', (code, signal) => fail(new Error(`widget-data exited (${code ?? signal}):\n${out}`)));
       child.on('error', fail);
       child.stdout.on('data', (chunk) => {
@@ -43,10 +48,7 @@ export async function startService(bin) {
           service: out.match(/^\s+service_role\s+(\S+)$/m)?.[1],
           database: out.match(/^\s+database: (\S+)$/m)?.[1],
         };
-        if (Object.values(found).every(Boolean) && out.includes('try:')) {
-          clearTimeout(timer);
-          ok(found);
-        }
+        if (Object.values(found).every(Boolean) && out.includes('try:')) ok(found);
       });
     });
     return Object.assign(service, banner);
@@ -56,18 +58,27 @@ export async function startService(bin) {
   }
 }
 
-/** SIGTERM (the binary stops its cluster), SIGKILL after 15 s; removes DATA_DIR. */
-export async function stopService(service) {
-  if (!service) return;
-  const { child } = service;
-  if (!service.exited && child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((ok) => child.once('exit', ok));
-    child.kill('SIGTERM');
-    const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(killer);
-  }
-  rmSync(service.dataDir, { recursive: true, force: true });
+/**
+ * Stops the service: SIGTERM (the binary stops its cluster), SIGKILL after
+ * 15 s; waits for the cluster's postmaster.pid to go, then removes
+ * DATA_DIR. Idempotent: every caller gets the same promise.
+ */
+export function stopService(service) {
+  if (!service) return Promise.resolve();
+  service.stopping ??= (async () => {
+    const { child } = service;
+    if (child.pid !== undefined && !service.exited && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((ok) => child.once('exit', ok));
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(killer);
+    }
+    const pid = join(service.dataDir, 'postgres', 'postmaster.pid');
+    for (let i = 0; i < 100 && existsSync(pid); i++) await new Promise((ok) => setTimeout(ok, 100));
+    rmSync(service.dataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
+  })();
+  return service.stopping;
 }
 
 /**
@@ -88,11 +99,20 @@ export async function connectSql(databaseUrl) {
   return client;
 }
 
-/** Debian's Chromium (never a downloaded build); as root it needs --no-sandbox. */
+/**
+ * Debian's Chromium (never a downloaded build); as root it needs
+ * --no-sandbox. Signals are left to the suite, which closes the browser
+ * and stops the service before it exits (playwright's own handlers would
+ * exit at once and orphan the service); playwright still kills the browser
+ * when the process exits.
+ */
 export function launchBrowser() {
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-dev-shm-usage'],
+    handleSIGINT: false,
+    handleSIGTERM: false,
+    handleSIGHUP: false,
   });
 }
 

@@ -62,7 +62,7 @@ const scripts = new Map(); // url -> { headers, body } of every script the pages
 const q = async (text, params) => (await sql.query(text, params)).rows;
 
 before(async () => {
-  service = await startService(bin);
+  service = await startService(bin, (s) => { service = s; });
   sql = await connectSql(service.database);
   browser = await launchBrowser();
   const [dashboard] = await q("SELECT id FROM app.dashboards WHERE name = 'Fleet overview'");
@@ -83,18 +83,26 @@ before(async () => {
   console.log(`# widget-data at ${service.url}; chromium ${browser.version()}; artefacts in ${targetDir}`);
 }, { timeout: 150_000 });
 
-after(async () => {
+let closing;
+/** Closes Chromium, the SQL connection and the service, once. */
+const shutdown = () => (closing ??= (async () => {
   await browser?.close().catch(() => {});
   await sql?.end().catch(() => {});
-  await stopService(service);
-});
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.once(signal, async () => {
-    await browser?.close().catch(() => {});
-    await stopService(service).catch(() => {});
-    process.exit(130);
+  await stopService(service).catch((e) => {
+    console.error(`# could not stop widget-data cleanly: ${e.stack ?? e}`);
+    throw e;
   });
+})());
+after(shutdown);
+// Interrupted: stop everything first, then exit. Whatever else ends the
+// process, the service is at least sent SIGTERM (it stops its cluster
+// itself).
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => shutdown().finally(() => process.exit(130)));
 }
+process.on('exit', () => {
+  if (service?.child && !service.exited) service.child.kill('SIGTERM');
+});
 
 // ---------------------------------------------------------------- helpers
 
@@ -330,7 +338,7 @@ test('refresh shows a fresh cached_at', { timeout: 20_000 }, async () => {
   assert.ok(!Number.isNaN(Date.parse(before)), `data-cached-at is a time: ${before}`);
   await page.waitForTimeout(20); // a forced refresh within the same millisecond would look unchanged
   const asked = page.waitForRequest((r) => r.url().endsWith('/functions/v1/widget-data') && r.method() === 'POST'
-    && bodyOf(r)?.force_refresh === true);
+    && bodyOf(r)?.force_refresh === true, { timeout: 5_000 });
   await w.locator('button[data-action="refresh"]').click();
   await asked;
   const after = await until('a new data-cached-at', async () => {

@@ -109,9 +109,27 @@ process.on('exit', () => {
 const dashboardUrl = (id) => `${service.url}/${id ? `?dashboard=${id}` : ''}`;
 const widget = (page, id) => page.locator(`article.widget[data-widget-id="${id}"]`);
 
+/**
+ * Runs `fn`; when it fails, says what the page showed at the time (a wait
+ * that timed out says nothing of why on its own).
+ */
+async function explained(page, what, fn) {
+  try {
+    return await fn();
+  } catch (e) {
+    const seen = await page.evaluate(() => ({
+      url: location.href,
+      text: (document.body?.innerText ?? '').replace(/\s+/g, ' ').trim().slice(0, 300),
+      widgets: [...document.querySelectorAll('article.widget')].map((a) => `${a.dataset.widgetId}: ${a.dataset.state}`),
+    })).catch((err) => ({ unreadable: err.message }));
+    throw new Error(`${what}: ${e.message.split('\n')[0]}\n  the page showed: ${JSON.stringify(seen)}`);
+  }
+}
+
 /** Waits for the mark set when every widget of the first dashboard is final. */
-async function widgetsDrawn(page, timeout = 20_000) {
-  await page.waitForFunction((m) => performance.getEntriesByName(m).length > 0, DRAWN, { timeout });
+async function widgetsDrawn(page, timeout = 15_000) {
+  await explained(page, `the mark ${DRAWN}`, () =>
+    page.waitForFunction((m) => performance.getEntriesByName(m).length > 0, DRAWN, { timeout }));
 }
 
 /** What each page waits for before it counts as loaded. */
@@ -127,20 +145,20 @@ const PAGES = {
   playground: {
     path: '/playground',
     token: () => service.service,
-    ready: async (page) => {
-      await page.locator('button#run').waitFor({ state: 'visible' });
+    ready: (page) => explained(page, 'the playground ready', async () => {
+      await page.locator('button#run').waitFor({ state: 'visible', timeout: 15_000 });
       // The page runs an example query by itself: wait for its answer.
-      await page.locator('table#result, #result-error:not([hidden])').first().waitFor();
-    },
+      await page.locator('table#result, #result-error:not([hidden])').first().waitFor({ timeout: 15_000 });
+    }),
   },
   admin: {
     path: '/admin',
     token: () => service.service,
-    ready: async (page) => {
+    ready: (page) => explained(page, 'the admin page ready', async () => {
       const stat = page.locator('[data-stat="hit_rate"]');
-      await stat.waitFor({ state: 'visible' });
+      await stat.waitFor({ state: 'visible', timeout: 15_000 });
       await until('the admin page\'s hit rate to show a number', async () => /\d/.test(await stat.innerText()));
-    },
+    }),
   },
 };
 
@@ -327,7 +345,7 @@ test('the seeded dashboard shows its four widgets, and their numbers equal SQL',
   await context.close();
 });
 
-test('refresh shows a fresh cached_at', { timeout: 20_000 }, async () => {
+test('refresh shows a fresh cached_at', { timeout: 30_000 }, async () => {
   const context = await signedIn(browser, service.demo);
   const page = await context.newPage();
   await page.goto(dashboardUrl(board.id));

@@ -192,10 +192,18 @@ function plot(box, series, { xMin, xMax, yMin, yMax, yFmt, xLabels, area, dots }
       nodes.push(svg('path', { d: fill, fill: color, class: 'chart-area' }));
     }
     nodes.push(svg('path', { d, stroke: color, class: 'chart-line', 'data-series': s.name }));
-    if (dots && s.points.length <= 60) {
+    if (dots) {
+      // Every point carries its label and value for scripts and tests, as
+      // bars do; past 60 points the dots are not drawn (r = 0).
+      const shown = s.points.length <= 60;
       for (const p of s.points) {
         if (p.y === null || !Number.isFinite(p.y)) continue;
-        nodes.push(svg('circle', { cx: sx(p.x), cy: sy(p.y), r: 2.6, fill: color }, svg('title', {}, `${s.name ? `${s.name}, ` : ''}${p.label ?? ''}: ${formatNumber(p.y)}`)));
+        const data = { 'data-label': p.label ?? '', 'data-point': String(p.y) };
+        nodes.push(
+          shown
+            ? svg('circle', { cx: sx(p.x), cy: sy(p.y), r: 2.6, fill: color, ...data }, svg('title', {}, `${s.name ? `${s.name}, ` : ''}${p.label ?? ''}: ${formatNumber(p.y)}`))
+            : svg('circle', { cx: sx(p.x), cy: sy(p.y), r: 0, ...data }),
+        );
       }
     }
   });

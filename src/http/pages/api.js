@@ -245,8 +245,17 @@ export function listWidgets(dashboardId) {
   return get(`/rest/v1/dashboard_widgets?dashboard_id=eq.${encodeURIComponent(dashboardId)}&order=created_at.asc`);
 }
 
-/** Inserts a widget; resolves to the saved row. */
+/**
+ * Inserts a widget; resolves to the saved row. A widget's owner defaults
+ * to the caller (`auth.uid()`); a token without a user (service_role)
+ * saves it as the dashboard owner's.
+ */
 export async function insertWidget(row) {
+  const claims = claimsOf(getToken());
+  if (!row.owner_id && !(claims && claims.sub)) {
+    const [board] = await get(`/rest/v1/dashboards?select=owner_id&id=eq.${encodeURIComponent(row.dashboard_id)}`);
+    if (board) row = { ...row, owner_id: board.owner_id };
+  }
   const body = await get('/rest/v1/dashboard_widgets', {
     method: 'POST',
     body: [row],

@@ -158,6 +158,8 @@ impl Dashboards {
     ) -> Result<Written, ApiError> {
         let table = self.table(name)?;
         allowed(&table, principal, Privilege::Insert)?;
+        let body = &*rest::alias::rows(name, body)?;
+        let params = &*rest::alias::params(name, params);
         let limit = self.max_bulk_rows;
         if let Value::Array(rows) = body
             && rows.len() > limit
@@ -191,6 +193,7 @@ impl Dashboards {
     ) -> Result<Written, ApiError> {
         let table = self.table(name)?;
         allowed(&table, principal, Privilege::Update)?;
+        let body = &*rest::alias::rows(name, body)?;
         let update = rest::update(&table, params, body)?;
         self.write(
             principal,
@@ -250,6 +253,7 @@ impl Dashboards {
     ) -> Result<Option<Value>, ApiError> {
         let table = self.table(WIDGETS)?;
         allowed(&table, principal, Privilege::Update)?;
+        let fields = &*rest::alias::rows(WIDGETS, fields)?;
         let update = rest::update_by_id(&table, id, fields)?;
         let written = self
             .write(

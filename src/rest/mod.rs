@@ -539,3 +539,5 @@ fn required_filter(table: &Table, params: &[(String, String)]) -> Result<Cond, P
 pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;
+
+pub mod alias;

@@ -7,7 +7,7 @@ use crate::cache::{Outcome, Snapshot};
 use crate::deadline::Deadline;
 use crate::error::{ApiError, ErrorBody};
 use crate::pipeline::{self, Answer, Source};
-use crate::plan::{DataSource, Filter};
+use crate::plan::{DataSource, Filter, Total};
 use crate::widgets::BundleLink;
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -79,6 +79,13 @@ pub struct WidgetDataResponse<'a> {
     expires_at: DateTime<Utc>,
     /// True only when an expired entry is served because the database could not answer.
     stale: bool,
+    /// Present when the rows hold a single measure: the value itself for an
+    /// ungrouped query; for a grouped count or sum, the sum over the groups
+    /// returned; `null` for a grouped avg, min, max or count_distinct (the
+    /// groups' values do not add up to the whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
+    total: Option<serde_json::Value>,
     /// A saved widget's bundle (its `config.bundle`), when the caller may
     /// load it: `<script src=url integrity=integrity crossorigin=anonymous>`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,7 +104,45 @@ impl WidgetDataResponse<'_> {
             cached_at: a.cached_at(),
             expires_at: a.expires_at(),
             stale: a.stale(),
+            total: total_of(&a.total, a.data()),
             bundle: a.presentation.bundle.as_ref(),
+        }
+    }
+}
+
+/// The answer's `total`, made from its rows as `kind` says.
+fn total_of(kind: &Total, data: &RawValue) -> Option<serde_json::Value> {
+    use serde_json::{Map, Number, Value};
+    let rows = || serde_json::from_str::<Vec<Map<String, Value>>>(data.get()).unwrap_or_default();
+    match kind {
+        Total::None => None,
+        Total::Null => Some(Value::Null),
+        Total::Value(name) => Some(
+            rows()
+                .first()
+                .and_then(|row| row.get(name))
+                .cloned()
+                .unwrap_or(Value::Null),
+        ),
+        Total::Sum(name) => {
+            let (mut whole, mut float, mut exact) = (0i64, 0f64, true);
+            for value in rows().iter().filter_map(|row| row.get(name)) {
+                match value {
+                    Value::Null => {}
+                    Value::Number(n) => {
+                        float += n.as_f64().unwrap_or(0.0);
+                        match n.as_i64().and_then(|n| whole.checked_add(n)) {
+                            Some(sum) if exact => whole = sum,
+                            _ => exact = false,
+                        }
+                    }
+                    _ => return Some(Value::Null),
+                }
+            }
+            Some(match exact {
+                true => Value::Number(whole.into()),
+                false => Number::from_f64(float).map_or(Value::Null, Value::Number),
+            })
         }
     }
 }

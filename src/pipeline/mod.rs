@@ -74,6 +74,8 @@ pub struct Answer {
     /// What a saved widget adds beside its rows: its own browser lifetime
     /// and the bundle that renders it.
     pub presentation: Presentation,
+    /// How the answer's `total` is made from its rows.
+    pub total: plan::Total,
 }
 
 impl Answer {
@@ -238,6 +240,7 @@ async fn run(
             entry,
             outcome: Outcome::Hit,
             presentation,
+            total: plan.total(),
         });
     }
     // Known to be down: answer from what we have, without waiting on it.
@@ -257,6 +260,7 @@ async fn run(
                 entry,
                 outcome: Outcome::Hit,
                 presentation,
+                total: plan.total(),
             });
         }
     }
@@ -294,6 +298,7 @@ async fn run(
             entry,
             outcome,
             presentation: Presentation::default(),
+            total: plan.total(),
         },
         // Stale-if-error: an old answer beats none when PostgreSQL cannot
         // give a new one.
@@ -437,6 +442,7 @@ fn fall_back(
                 entry,
                 outcome,
                 presentation: Presentation::default(),
+                total: plan.total(),
             })
         }
         None => Err(ApiError::Exec(error)),

@@ -109,7 +109,35 @@ pub struct Order {
     pub direction: Direction,
 }
 
+/// How an answer's `total` is made from its rows (seed 004 renders
+/// `data.total`). Only an answer whose rows hold a single measure has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Total {
+    /// Several measures: no `total`.
+    None,
+    /// Ungrouped: the one row's value of this measure.
+    Value(String),
+    /// A grouped count or sum: the sum of this measure over the rows.
+    Sum(String),
+    /// A grouped average, minimum, maximum or distinct count: the groups'
+    /// values do not add up to the whole, so `null`.
+    Null,
+}
+
 impl QueryPlan {
+    /// How this plan's answer carries a `total`.
+    pub fn total(&self) -> Total {
+        let [measure] = self.measures.as_slice() else {
+            return Total::None;
+        };
+        let grouped = self.bucket.is_some() || !self.group_by.is_empty();
+        match (grouped, measure.function) {
+            (false, _) => Total::Value(measure.name.clone()),
+            (true, AggFn::Count | AggFn::Sum) => Total::Sum(measure.name.clone()),
+            (true, _) => Total::Null,
+        }
+    }
+
     /// `(schema, table)`
     pub fn table(&self) -> (&str, &str) {
         (&self.schema, &self.table)

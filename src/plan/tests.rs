@@ -458,3 +458,42 @@ fn a_saved_widgets_errors_can_be_reported_under_its_own_root() {
         .with_source_root("data_source");
     assert_eq!(err.field(), "data_source.table");
 }
+
+#[test]
+fn an_answer_with_one_measure_has_a_total_of_the_kind_its_grouping_allows() {
+    let total = |source: Json| try_plan(source).unwrap().total();
+    assert_eq!(
+        total(json!({"table": "servers"})),
+        Total::Value("value".into())
+    );
+    assert_eq!(
+        total(json!({"table": "servers", "aggregation": "avg", "column": "cpu_pct"})),
+        Total::Value("value".into())
+    );
+    assert_eq!(
+        total(json!({"table": "servers", "groupBy": "status"})),
+        Total::Sum("value".into())
+    );
+    assert_eq!(
+        total(
+            json!({"table": "servers", "aggregations": [{"fn": "sum", "column": "memory_mb", "as": "mem"}],
+            "timeBucket": {"column": "created_at", "granularity": "day"}})
+        ),
+        Total::Sum("mem".into())
+    );
+    for function in ["avg", "min", "max", "count_distinct"] {
+        assert_eq!(
+            total(
+                json!({"table": "servers", "aggregation": function, "column": "cpu_pct", "groupBy": "region"})
+            ),
+            Total::Null,
+            "{function}"
+        );
+    }
+    assert_eq!(
+        total(
+            json!({"table": "servers", "aggregations": [{"fn": "count"}, {"fn": "avg", "column": "cpu_pct"}]})
+        ),
+        Total::None
+    );
+}

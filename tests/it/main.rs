@@ -30,6 +30,7 @@ mod redis_server;
 mod replicas;
 mod rest_doc;
 mod rls;
+mod seed004;
 mod stale;
 mod supervisor;
 mod warming;

@@ -121,32 +121,19 @@ mod tests {
                 ..Totals::default()
             },
         );
-        h.sample(
-            t0 + chrono::Duration::seconds(5),
-            Totals {
-                hits: 11,
-                misses: 2,
-                coalesced: 1,
-                cached: 11,
-                cached_us: 9_500,
-                uncached: 3,
-                uncached_us: 40_000,
-                invalidations: 1,
-            },
-        );
-        h.sample(
-            t0 + chrono::Duration::seconds(10),
-            Totals {
-                hits: 11,
-                misses: 2,
-                coalesced: 1,
-                cached: 11,
-                cached_us: 9_500,
-                uncached: 3,
-                uncached_us: 40_000,
-                invalidations: 1,
-            },
-        );
+        // Nothing happens in the third interval.
+        let later = Totals {
+            hits: 11,
+            misses: 2,
+            coalesced: 1,
+            cached: 11,
+            cached_us: 9_500,
+            uncached: 3,
+            uncached_us: 40_000,
+            invalidations: 1,
+        };
+        h.sample(t0 + chrono::Duration::seconds(5), later);
+        h.sample(t0 + chrono::Duration::seconds(10), later);
         let s = h.samples();
         assert_eq!(s.len(), 3);
         assert_eq!((s[0].requests, s[0].hit_rate), (10, Some(0.8)));

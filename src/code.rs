@@ -63,6 +63,9 @@ error_codes! {
     /// PostgREST's own code for "one row was asked for": supabase-js users
     /// branch on it.
     NotSingle = "PGRST116",
+    /// PostgREST's own code for an offset past the rows counted
+    /// (`Prefer: count=...`), answered with `Content-Range: */<total>`.
+    OffsetPastEnd = "PGRST103",
     OperatorNotAllowed = "operator_not_allowed",
     PayloadTooLarge = "payload_too_large",
     PermissionDenied = "permission_denied",
@@ -122,5 +125,6 @@ mod tests {
         let distinct: std::collections::BTreeSet<_> = names.iter().collect();
         assert_eq!(distinct.len(), names.len());
         assert_eq!(ErrorCode::NotSingle, "PGRST116");
+        assert_eq!(ErrorCode::OffsetPastEnd, "PGRST103");
     }
 }

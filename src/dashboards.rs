@@ -43,6 +43,15 @@ pub struct Page {
     pub rows: Vec<Value>,
     /// The position of the first row in the whole result.
     pub offset: u64,
+    /// How many rows the filters match in all, when a count was asked for.
+    pub total: Option<u64>,
+}
+
+/// A counted read's answer (`sql::rest::read_counted`).
+#[derive(serde::Deserialize)]
+struct Counted {
+    rows: Vec<Value>,
+    total: u64,
 }
 
 /// The rows a write touched, all columns, and the columns the caller
@@ -61,13 +70,16 @@ enum Write {
 
 impl Dashboards {
     /// Reads table `name` as `principal`: `params` is the query string,
-    /// `range` the `Range` header, if any.
+    /// `range` the `Range` header, if any. With `count`, also how many rows
+    /// the filters match, counted exactly in the same statement (so under
+    /// the same role, row policies and snapshot as the rows).
     pub async fn read(
         &self,
         principal: &Principal,
         name: &str,
         params: &[(String, String)],
         range: Option<&str>,
+        count: bool,
         deadline: Deadline,
     ) -> Result<Page, ApiError> {
         let table = self.table(name)?;
@@ -79,18 +91,28 @@ impl Dashboards {
         if let Err(message) = range {
             return Err(ApiError::RangeNotSatisfiable { message });
         }
-        let (sql, values) = sql::rest::read(&table, &read);
-        let rows = self
+        let (sql, values) = if count {
+            sql::rest::read_counted(&table, &read)
+        } else {
+            sql::rest::read(&table, &read)
+        };
+        let answer = self
             .db
             .query_json(principal, deadline, sqlx::AssertSqlSafe(sql), values)
             .await?;
-        let mut rows: Vec<Value> = parse(rows.get())?;
+        let (mut rows, total) = if count {
+            let counted: Counted = parse(answer.get())?;
+            (counted.rows, Some(counted.total))
+        } else {
+            (parse::<Vec<Value>>(answer.get())?, None)
+        };
         if table.name == WIDGETS {
             self.link_bundles(principal, &mut rows, deadline).await?;
         }
         Ok(Page {
             rows,
             offset: read.offset,
+            total,
         })
     }
 

@@ -42,9 +42,14 @@ pub enum ApiError {
     #[error("{what} not found")]
     NotFound { what: &'static str },
     /// An object was asked for (`Accept: application/vnd.pgrst.object+json`)
-    /// but the result has `rows` rows.
-    #[error("one row was asked for; the result has {rows}")]
+    /// but the result has `rows` rows. PostgREST's message; its `details`
+    /// say how many rows, which supabase-js's `.maybeSingle()` reads.
+    #[error("Cannot coerce the result to a single JSON object")]
     NotSingle { rows: usize },
+    /// A read with a count asked for whose offset is past the `total`
+    /// rows (PostgREST's 416, as it words it).
+    #[error("Requested range not satisfiable")]
+    OffsetPastEnd { offset: u64, total: u64 },
     #[error("no route for {method} {path}")]
     NoRoute { method: String, path: String },
     /// A `Range` header that names no rows PostgreSQL could give.
@@ -80,6 +85,8 @@ pub struct ErrorBody {
     /// Stable, snake_case; one per condition.
     pub code: ErrorCode,
     pub message: String,
+    /// An object for the service's own codes; for PostgREST's (`PGRST…`)
+    /// a sentence, as PostgREST gives it.
     #[schema(value_type = Option<Object>)]
     pub details: Option<Value>,
     pub hint: Option<String>,
@@ -100,7 +107,9 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::NotSingle { .. } => StatusCode::NOT_ACCEPTABLE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::RangeNotSatisfiable { .. } | ApiError::OffsetPastEnd { .. } => {
+                StatusCode::RANGE_NOT_SATISFIABLE
+            }
             ApiError::TooManyRows { .. } | ApiError::TooManyParameters { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -136,6 +145,7 @@ impl ApiError {
             ApiError::NotSingle { .. } => ErrorCode::NotSingle,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
+            ApiError::OffsetPastEnd { .. } => ErrorCode::OffsetPastEnd,
             ApiError::TooManyRows { .. } => ErrorCode::TooManyRows,
             ApiError::TooManyParameters { .. } => ErrorCode::TooManyParameters,
             ApiError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
@@ -216,6 +226,20 @@ impl ApiError {
                 Some(serde_json::json!({ "limit": limit })),
                 Some("delete some first, or ask for a larger quota".into()),
             ),
+            // PostgREST's `details` for its codes are a sentence, not an
+            // object: supabase-js's `.maybeSingle()` looks for "0 rows" in it.
+            ApiError::NotSingle { rows } => (
+                self.to_string(),
+                Some(Value::String(format!("The result contains {rows} rows"))),
+                None,
+            ),
+            ApiError::OffsetPastEnd { offset, total } => (
+                self.to_string(),
+                Some(Value::String(format!(
+                    "An offset of {offset} was requested, but there are only {total} rows."
+                ))),
+                None,
+            ),
             ApiError::Exec(ExecError::Internal(_)) => ("internal error".into(), None, None),
             _ => (self.to_string(), None, None),
         };
@@ -246,6 +270,13 @@ impl IntoResponse for ApiError {
             _ if status == StatusCode::SERVICE_UNAVAILABLE && !expected => Some(1),
             _ => None,
         };
+        if let ApiError::OffsetPastEnd { total, .. } = &self
+            && let Ok(range) = axum::http::HeaderValue::from_str(&format!("*/{total}"))
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONTENT_RANGE, range);
+        }
         if let Some(secs) = retry_after {
             response
                 .headers_mut()

@@ -1,6 +1,7 @@
 //! `/rest/v1/<table>`: parses a PostgREST-style request (query string,
 //! `Range`, `Prefer`, `Accept`), hands it to [`crate::dashboards`] and
-//! renders the rows as PostgREST would.
+//! renders the rows as PostgREST would. `HEAD` is routed here as `GET`
+//! (axum answers it without the body).
 
 use super::Caller;
 use crate::app::App;
@@ -28,17 +29,51 @@ pub async fn read(
     let range = headers.get("range").map(|h| h.to_str().unwrap_or_default());
     let page = app
         .dashboards
-        .read(&principal, &name, &params, range, deadline)
+        .read(
+            &principal,
+            &name,
+            &params,
+            range,
+            prefers_count(&headers),
+            deadline,
+        )
         .await?;
-    let range = match page.rows.len() {
-        0 => "*/*".to_owned(),
-        n => format!("{}-{}/*", page.offset, page.offset + n as u64 - 1),
+    let rows = page.rows.len() as u64;
+    let status = match page.total {
+        // PostgREST's statuses once the total is known: past the end is
+        // a 416, a page of fewer rows than the total a 206.
+        Some(total) if page.offset > total => {
+            return Err(ApiError::OffsetPastEnd {
+                offset: page.offset,
+                total,
+            });
+        }
+        Some(total) if rows < total => StatusCode::PARTIAL_CONTENT,
+        _ => StatusCode::OK,
     };
-    let mut response = respond(&headers, StatusCode::OK, page.rows)?;
-    if let Ok(v) = HeaderValue::from_str(&range) {
+    let mut response = respond(&headers, status, page.rows)?;
+    if let Ok(v) = HeaderValue::from_str(&content_range(page.offset, rows, page.total)) {
         response.headers_mut().insert("content-range", v);
     }
     Ok(response)
+}
+
+/// `<first>-<last>/<total>` as PostgREST writes it: `*` for the rows when
+/// there are none (or the total is 0), and for the total when it was not
+/// counted.
+fn content_range(offset: u64, rows: u64, total: Option<u64>) -> String {
+    let total_text = total.map_or_else(|| "*".to_owned(), |n| n.to_string());
+    if rows == 0 || total == Some(0) {
+        return format!("*/{total_text}");
+    }
+    format!("{offset}-{}/{total_text}", offset + rows - 1)
+}
+
+/// `Prefer: count=exact|planned|estimated` (supabase-js `{ count }`). All
+/// three are counted exactly: the dashboard tables are small, so an exact
+/// count costs what an estimate would.
+fn prefers_count(headers: &HeaderMap) -> bool {
+    preferences(headers).any(|p| matches!(p, "count=exact" | "count=planned" | "count=estimated"))
 }
 
 pub async fn write(
@@ -116,12 +151,18 @@ fn project(row: Value, select: &[String]) -> Value {
 }
 
 fn prefers_representation(headers: &HeaderMap) -> bool {
+    preferences(headers).any(|p| p == "return=representation")
+}
+
+/// Every `Prefer` preference, from all the headers, comma-separated
+/// (supabase-js appends them to one header).
+fn preferences(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all("prefer")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == "return=representation")
+        .map(str::trim)
 }
 
 /// The rows as JSON, or the one row when the client asked for an object
@@ -151,4 +192,19 @@ fn wants_object(headers: &HeaderMap) -> bool {
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("vnd.pgrst.object"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_range;
+
+    #[test]
+    fn content_range_is_written_as_postgrest_writes_it() {
+        assert_eq!(content_range(0, 10, None), "0-9/*");
+        assert_eq!(content_range(0, 0, None), "*/*");
+        assert_eq!(content_range(0, 10, Some(42)), "0-9/42");
+        assert_eq!(content_range(40, 2, Some(42)), "40-41/42");
+        assert_eq!(content_range(0, 0, Some(0)), "*/0");
+        assert_eq!(content_range(42, 0, Some(42)), "*/42");
+    }
 }

@@ -28,6 +28,7 @@ mod privacy;
 mod redis;
 mod redis_server;
 mod replicas;
+mod rest_counts;
 mod rest_doc;
 mod rls;
 mod seed004;

@@ -116,25 +116,57 @@ macro_rules! table {
             ///
             /// With `Accept: application/vnd.pgrst.object+json` (supabase-js
             /// `.single()`), the one row as an object of that media type, or
-            /// 406 when the result is not exactly one row.
+            /// 406 when the result is not exactly one row. With `Prefer:
+            /// count=exact` (supabase-js `{ count }`) the total the filters
+            /// match follows the `/` in `Content-Range`; `planned` and
+            /// `estimated` are counted exactly too, the tables being small.
             #[utoipa::path(get, path = $path, tag = "rest",
                 operation_id = concat!("list_", stringify!($module)),
                 params(ReadParams, $sort, $filters,
-                    ("Range" = Option<String>, Header, description = "`<from>-<to>` (or `<from>-`), rows counted from 0; one no rows could satisfy is a 416")),
+                    ("Range" = Option<String>, Header, description = "`<from>-<to>` (or `<from>-`), rows counted from 0; one no rows could satisfy is a 416"),
+                    ("Prefer" = Option<String>, Header, description = "`count=exact`, `count=planned` or `count=estimated`: the total the filters match, under the caller's row policies, after the `/` of `Content-Range`. All three are counted exactly (the dashboard tables are small); without one the total is `*`")),
                 security(("bearer" = [])),
                 responses(
-                    (status = 200, description = "The rows", body = Vec<$row>,
-                        headers(("content-range" = String, description = "`<from>-<to>/*`, or `*/*` when empty"))),
+                    (status = 200, description = "The rows (all of them, when counted)", body = Vec<$row>,
+                        headers(("content-range" = String, description = "`<from>-<to>/<total>`, `*/<total>` when no rows; `<total>` is `*` unless a count was asked for (`Prefer: count=exact`)"))),
+                    (status = 206, description = "A count was asked for and the rows are a part of the total", body = Vec<$row>,
+                        headers(("content-range" = String, description = "`<from>-<to>/<total>`, `*/<total>` when no rows; `<total>` is `*` unless a count was asked for (`Prefer: count=exact`)"))),
                     (status = 400, description = "A parameter is invalid; `details.field` names it", body = ErrorBody),
                     (status = 401, description = "Missing or invalid token", body = ErrorBody),
                     (status = 403, description = "The role may not read the table", body = ErrorBody),
-                    (status = 406, description = "An object was asked for and the result is not one row (`PGRST116`)", body = ErrorBody),
-                    (status = 416, description = "The `Range` header names no rows that could be given (`range_not_satisfiable`)", body = ErrorBody),
+                    (status = 406, description = "An object was asked for and the result is not one row: `PGRST116`, `details` \"The result contains <n> rows\" (supabase-js `.maybeSingle()` reads 0 rows as no row)", body = ErrorBody),
+                    (status = 416, description = "A count was asked for and the offset is past the total (`PGRST103`, `Content-Range: */<total>`), or the `Range` header names no rows that could be given (`range_not_satisfiable`)", body = ErrorBody,
+                        headers(("content-range" = String, description = "`*/<total>`"))),
                     (status = 429, description = "Over the caller's rate limit (`rate_limited`) or its concurrent queries (`too_many_queries`); see `Retry-After`", body = ErrorBody),
                     (status = 503, description = "Database unavailable; see `Retry-After`", body = ErrorBody),
                     (status = 504, description = "Query timed out", body = ErrorBody),
                 ))]
             pub fn list() {}
+
+            /// The headers of the read with the same query (supabase-js
+            /// `{ head: true }`), and no body: with `Prefer: count=exact`,
+            /// the total in `Content-Range`.
+            #[utoipa::path(head, path = $path, tag = "rest",
+                operation_id = concat!("count_", stringify!($module)),
+                params(ReadParams, $sort, $filters,
+                    ("Range" = Option<String>, Header, description = "As for GET"),
+                    ("Prefer" = Option<String>, Header, description = "`count=exact`, `count=planned` or `count=estimated`: the total the filters match, under the caller's row policies, after the `/` of `Content-Range`. All three are counted exactly (the dashboard tables are small); without one the total is `*`")),
+                security(("bearer" = [])),
+                responses(
+                    (status = 200, description = "Every row matched; no body",
+                        headers(("content-range" = String, description = "`<from>-<to>/<total>`, `*/<total>` when no rows; `<total>` is `*` unless a count was asked for (`Prefer: count=exact`)"))),
+                    (status = 206, description = "A count was asked for and the page is a part of the total; no body",
+                        headers(("content-range" = String, description = "`<from>-<to>/<total>`, `*/<total>` when no rows; `<total>` is `*` unless a count was asked for (`Prefer: count=exact`)"))),
+                    (status = 400, description = "A parameter is invalid; no body"),
+                    (status = 401, description = "Missing or invalid token; no body"),
+                    (status = 403, description = "The role may not read the table; no body"),
+                    (status = 416, description = "The offset is past the counted rows, or the `Range` header names no rows; no body",
+                        headers(("content-range" = String, description = "`*/<total>`"))),
+                    (status = 429, description = "Over the caller's rate limit or its concurrent queries; no body"),
+                    (status = 503, description = "Database unavailable; no body"),
+                    (status = 504, description = "Query timed out; no body"),
+                ))]
+            pub fn count() {}
 
             /// Inserts one row or an array of rows.
             #[utoipa::path(post, path = $path, tag = "rest",
@@ -256,22 +288,27 @@ table!(
 #[derive(OpenApi)]
 #[openapi(paths(
     dashboards::list,
+    dashboards::count,
     dashboards::create,
     dashboards::update,
     dashboards::delete,
     dashboard_widgets::list,
+    dashboard_widgets::count,
     dashboard_widgets::create,
     dashboard_widgets::update,
     dashboard_widgets::delete,
     widget_data_sources::list,
+    widget_data_sources::count,
     widget_data_sources::create,
     widget_data_sources::update,
     widget_data_sources::delete,
     user_filter_preferences::list,
+    user_filter_preferences::count,
     user_filter_preferences::create,
     user_filter_preferences::update,
     user_filter_preferences::delete,
     global_filter_defaults::list,
+    global_filter_defaults::count,
     global_filter_defaults::create,
     global_filter_defaults::update,
     global_filter_defaults::delete,

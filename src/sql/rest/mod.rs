@@ -46,7 +46,41 @@ fn value(table: &Table, column: &str, v: &serde_json::Value) -> SimpleExpr {
     Func::cast_as(Expr::val(text), Alias::new(pg_type)).into()
 }
 
+/// The page's rows, as one JSON array.
 pub fn read(table: &Table, r: &Read) -> (String, SqlxValues) {
+    let (rows, values) = page(table, r).build_sqlx(PostgresQueryBuilder);
+    (format!("SELECT {ROWS_AS_JSON} FROM ({rows}) r"), values)
+}
+
+/// `coalesce(array_to_json(array_agg(r.*)), '[]'::json)` over rows `r`.
+const ROWS_AS_JSON: &str = "coalesce(array_to_json(array_agg(r.*)), '[]'::json)";
+
+/// The page's rows and the number of rows the filters match in the whole
+/// table (`Prefer: count=...`), in one statement so that both come from
+/// the same snapshot under the same role and row policies:
+/// `{"rows": [...], "total": n}`.
+pub fn read_counted(table: &Table, r: &Read) -> (String, SqlxValues) {
+    let mut rows = Query::select();
+    rows.expr(Expr::cust(ROWS_AS_JSON))
+        .from_subquery(page(table, r), Alias::new("r"));
+    let mut total = Query::select();
+    total.expr(Expr::cust("count(*)")).from(table_ref(table));
+    if let Some(f) = &r.filter {
+        total.cond_where(condition(f));
+    }
+    let mut q = Query::select();
+    q.expr(Func::cust(Alias::new("json_build_object")).args([
+        Expr::cust("'rows'"),
+        SimpleExpr::SubQuery(None, Box::new(rows.into())),
+        Expr::cust("'total'"),
+        SimpleExpr::SubQuery(None, Box::new(total.into())),
+    ]));
+    q.build_sqlx(PostgresQueryBuilder)
+}
+
+/// The page a read asks for: `select`'s columns of the filtered rows, in
+/// order, `limit` of them from `offset`.
+fn page(table: &Table, r: &Read) -> sea_query::SelectStatement {
     let mut q = Query::select();
     q.from(table_ref(table));
     for c in &r.select {
@@ -67,11 +101,7 @@ pub fn read(table: &Table, r: &Read) -> (String, SqlxValues) {
         };
     }
     q.limit(r.limit).offset(r.offset);
-    let (rows, values) = q.build_sqlx(PostgresQueryBuilder);
-    (
-        format!("SELECT coalesce(array_to_json(array_agg(r.*)), '[]'::json) FROM ({rows}) r"),
-        values,
-    )
+    q
 }
 
 pub fn insert(table: &Table, i: &Insert) -> Result<(String, SqlxValues), TooManyParameters> {

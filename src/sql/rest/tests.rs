@@ -115,3 +115,21 @@ fn every_comparison_operator_renders_its_sql_operator() {
     );
     assert!(format!("{values:?}").contains("%board%"), "{values:?}");
 }
+
+#[test]
+fn a_counted_read_counts_the_filtered_rows_beside_the_page_in_one_statement() {
+    let t = widgets();
+    let r = read(
+        &t,
+        &params("select=id&refresh_interval=gte.60&order=title&limit=2&offset=4"),
+        None,
+    )
+    .unwrap();
+    let (sql, values) = sql::rest::read_counted(&t, &r);
+    assert_eq!(
+        sql,
+        r#"SELECT json_build_object('rows', (SELECT coalesce(array_to_json(array_agg(r.*)), '[]'::json) FROM (SELECT "id" FROM "app"."dashboard_widgets" WHERE "refresh_interval" >= $1 ORDER BY "title" ASC LIMIT $2 OFFSET $3) AS "r"), 'total', (SELECT count(*) FROM "app"."dashboard_widgets" WHERE "refresh_interval" >= $4))"#
+    );
+    // Every value is a parameter: the filter's twice, the page's bounds once.
+    assert_eq!(values.0.0.len(), 4);
+}

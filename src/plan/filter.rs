@@ -30,6 +30,9 @@ pub enum Cond {
         column: String,
         test: Test,
     },
+    /// PostgREST's `not.` before an operator or a logic group (`/rest/v1`
+    /// only: the widget grammar has no negation of its own).
+    Not(Box<Cond>),
 }
 
 impl Cond {
@@ -64,6 +67,7 @@ impl Cond {
             _ => Cond::Any(items),
         };
         match self {
+            Cond::Not(inner) => Cond::Not(Box::new(inner.normalized())),
             Cond::All(items) => group(sort(flatten(items, true)), true),
             Cond::Any(items) => group(sort(flatten(items, false)), false),
             Cond::Test {
@@ -96,6 +100,10 @@ pub enum Test {
     Between(Value, Value),
     IsNull,
     NotNull,
+    /// `jsonb @> value` (PostgREST's `cs`; `/rest/v1` only).
+    Contains(Json),
+    /// `jsonb <@ value` (PostgREST's `cd`; `/rest/v1` only).
+    ContainedBy(Json),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -389,7 +397,11 @@ impl<'a> FilterPlanner<'a> {
             }
         };
         self.values += match &test {
-            Test::Cmp(..) | Test::Like(_) | Test::ILike(_) => 1,
+            Test::Cmp(..)
+            | Test::Like(_)
+            | Test::ILike(_)
+            | Test::Contains(_)
+            | Test::ContainedBy(_) => 1,
             Test::Between(..) => 2,
             Test::In(v) | Test::NotIn(v) => v.len(),
             Test::IsNull | Test::NotNull => 0,

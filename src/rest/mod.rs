@@ -5,12 +5,15 @@
 //! columns come only from the schema cache and values are typed per column.
 //!
 //! Supported: `select=*|a,b`, `col=op.value` with `eq`, `neq`, `gt`, `gte`,
-//! `lt`, `lte`, `like`, `ilike`, `in.(a,b)`, `is.null` (and `not.is.null`),
-//! `order=a.asc,b.desc[.nullsfirst|.nullslast]`, `limit`, `offset`, the
-//! `Range` header, `columns=` on inserts. Embedded resources, `or=`,
-//! `and=` and other operators are refused with 400 naming the parameter.
+//! `lt`, `lte`, `like`, `ilike`, `like(any)`/`(all)` and `ilike(any)`/`(all)`
+//! lists, `in.(a,"b,c")`, `is.null`, `cs`/`cd` on jsonb, `not.` before any
+//! of them; `or=(…)` / `and=(…)` logic groups, nested (`[not.]or(…)`), with
+//! double-quoted values; `order=a.asc,b.desc[.nullsfirst|.nullslast]`,
+//! `limit`, `offset`, the `Range` header, `columns=` on inserts. Embedded
+//! resources and other operators are refused with 400 naming the
+//! parameter.
 
-use crate::plan::{Cond, Direction, FilterPlanner, PlanError, PlanErrorKind};
+use crate::plan::{Cond, Direction, FilterPlanner, PlanError, PlanErrorKind, Test};
 use crate::schema::{ColumnKind, Table};
 use serde_json::{Map, Value};
 
@@ -140,54 +143,16 @@ fn filters(table: &Table, params: &[(String, String)]) -> Result<(Option<Cond>, 
             continue;
         }
         let field = format!("query.{key}");
-        let column = table
-            .column(key)
-            .ok_or_else(|| unknown_column(table, key, field.clone()))?;
-        let (negated, rest) = match raw.strip_prefix("not.") {
-            Some(rest) => (true, rest),
-            None => (false, raw.as_str()),
+        let (cond, narrowing) = match key.as_str() {
+            "or" | "and" | "not.or" | "not.and" => {
+                let negated = key.starts_with("not.");
+                let any = key.ends_with("or");
+                logic(table, &mut planner, any, negated, raw, &field, 1)?
+            }
+            _ => leaf(table, &mut planner, key, raw, &field, false)?,
         };
-        let (op, value) = rest
-            .split_once('.')
-            .ok_or_else(|| invalid(&field, format!("{raw:?}: expected <operator>.<value>")))?;
-        narrows |= match (negated, op, value) {
-            (true, "is", "null") => column.nullable,
-            (false, "like" | "ilike", pattern) => {
-                column.nullable || pattern.chars().any(|c| c != '*' && c != '%')
-            }
-            _ => true,
-        };
-        let json = match (negated, op, value) {
-            (false, "is", "null") => serde_json::json!({"column": key, "op": "is_null"}),
-            (true, "is", "null") => serde_json::json!({"column": key, "op": "not_null"}),
-            (true, _, _) => {
-                return Err(invalid(&field, "only not.is.null may be negated"));
-            }
-            (false, "in", list) => {
-                let inner = list
-                    .strip_prefix('(')
-                    .and_then(|l| l.strip_suffix(')'))
-                    .ok_or_else(|| invalid(&field, "in takes a list: in.(a,b)"))?;
-                let items: Vec<Value> = split_list(inner)
-                    .into_iter()
-                    .map(|v| typed_text(column.kind, &v))
-                    .collect();
-                serde_json::json!({"column": key, "op": "in", "value": items})
-            }
-            (false, "eq" | "neq" | "gt" | "gte" | "lt" | "lte" | "like" | "ilike", v) => {
-                // PostgREST writes LIKE's `%` as `*` in URLs.
-                let v = if matches!(op, "like" | "ilike") {
-                    Value::String(v.replace('*', "%"))
-                } else {
-                    typed_text(column.kind, v)
-                };
-                serde_json::json!({"column": key, "op": op, "value": v})
-            }
-            (false, op, _) => {
-                return Err(invalid(&field, format!("unsupported operator {op:?}")));
-            }
-        };
-        all.push(planner.filter(&json, &field)?);
+        narrows |= narrowing;
+        all.push(cond);
     }
     let cond = match all.len() {
         0 => None,
@@ -195,6 +160,253 @@ fn filters(table: &Table, params: &[(String, String)]) -> Result<(Option<Cond>, 
         _ => Some(Cond::All(all)),
     };
     Ok((cond, narrows))
+}
+
+/// Logic groups (`or=(…)`, `and=(…)`, `not.or(…)` inside) nest at most
+/// this deep.
+const MAX_LOGIC_DEPTH: usize = 8;
+
+/// A logic group's `(item,item,…)`: items are `column.[not.]op.value` or
+/// nested `[not.]or(…)` / `[not.]and(…)`. Any of them (`any`) or all must
+/// hold; `negated` puts `NOT` before the group. Also whether it can leave
+/// a row out: an `or` when each of its items can, an `and` when one can.
+fn logic(
+    table: &Table,
+    planner: &mut FilterPlanner,
+    any: bool,
+    negated: bool,
+    text: &str,
+    field: &str,
+    depth: usize,
+) -> Result<(Cond, bool), PlanError> {
+    if depth > MAX_LOGIC_DEPTH {
+        return Err(invalid(
+            field,
+            format!("logic groups nest at most {MAX_LOGIC_DEPTH} deep"),
+        ));
+    }
+    let inner = text
+        .strip_prefix('(')
+        .and_then(|t| t.strip_suffix(')'))
+        .ok_or_else(|| {
+            invalid(
+                field,
+                format!("{text:?}: expected a list in parentheses: (a.eq.1,b.gt.2)"),
+            )
+        })?;
+    let items = split_top(inner)
+        .ok_or_else(|| invalid(field, format!("{text:?}: unbalanced parentheses or quotes")))?;
+    if items.iter().all(|i| i.is_empty()) {
+        return Err(invalid(field, "an empty logic group"));
+    }
+    let mut conds = Vec::new();
+    let mut narrowing = Vec::new();
+    for item in items {
+        // A nested group is `[not.]or(…)` / `[not.]and(…)`; a leaf negates
+        // after its column: `column.not.op.value`.
+        let (not, rest) = match item.strip_prefix("not.") {
+            Some(rest) => (true, rest),
+            None => (false, item.as_str()),
+        };
+        let nested = [("or(", true), ("and(", false)]
+            .into_iter()
+            .find_map(|(prefix, any)| {
+                rest.starts_with(prefix)
+                    .then(|| (any, &rest[prefix.len() - 1..]))
+            });
+        let (cond, narrows) = match nested {
+            Some((any, group)) => logic(table, planner, any, not, group, field, depth + 1)?,
+            None => {
+                let (column, raw) = item.split_once('.').ok_or_else(|| {
+                    invalid(
+                        field,
+                        format!("{item:?}: expected <column>.<operator>.<value>"),
+                    )
+                })?;
+                leaf(table, planner, column, raw, field, true)?
+            }
+        };
+        conds.push(cond);
+        narrowing.push(narrows);
+    }
+    let narrows = if any {
+        narrowing.iter().all(|n| *n)
+    } else {
+        narrowing.iter().any(|n| *n)
+    };
+    let group = if any {
+        Cond::Any(conds)
+    } else {
+        Cond::All(conds)
+    };
+    Ok(match negated {
+        true => (Cond::Not(Box::new(group)), true),
+        false => (group, narrows),
+    })
+}
+
+/// `text` split at the commas outside parentheses and double quotes;
+/// `None` when they do not balance.
+fn split_top(text: &str) -> Option<Vec<String>> {
+    let mut items = Vec::new();
+    let mut current = String::new();
+    let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
+    for c in text.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.checked_sub(1)?,
+            ',' if !quoted && depth == 0 => {
+                items.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    (depth == 0 && !quoted).then(|| {
+        items.push(current);
+        items
+    })
+}
+
+/// A value written in double quotes inside a logic group, unquoted (a
+/// backslash escapes the next character).
+fn unquoted(text: &str) -> String {
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) => {
+            let mut out = String::new();
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => out.extend(chars.next()),
+                    c => out.push(c),
+                }
+            }
+            out
+        }
+        None => text.to_owned(),
+    }
+}
+
+/// One filter on `key`: `[not.]op.value`. Also whether it can leave a row
+/// out (a filter true of every row, `not.is.null` on a NOT NULL column or
+/// a like pattern of only `*`, narrows nothing). `in_group`: written
+/// inside a logic group, where a value may be double-quoted.
+fn leaf(
+    table: &Table,
+    planner: &mut FilterPlanner,
+    key: &str,
+    raw: &str,
+    field: &str,
+    in_group: bool,
+) -> Result<(Cond, bool), PlanError> {
+    let column = table
+        .column(key)
+        .ok_or_else(|| unknown_column(table, key, field.to_owned()))?;
+    let (negated, rest) = match raw.strip_prefix("not.") {
+        Some(rest) => (true, rest),
+        None => (false, raw),
+    };
+    let (op, value) = rest
+        .split_once('.')
+        .ok_or_else(|| invalid(field, format!("{raw:?}: expected <operator>.<value>")))?;
+    let scalar = |v: &str| if in_group { unquoted(v) } else { v.to_owned() };
+    // `not.is.null` is `not_null`; any other negation is NOT before the test.
+    if (negated, op, value) == (true, "is", "null") {
+        let cond = planner.filter(&serde_json::json!({"column": key, "op": "not_null"}), field)?;
+        return Ok((cond, column.nullable));
+    }
+    let (cond, narrows) = match (op, value) {
+        ("is", "null") => (
+            planner.filter(&serde_json::json!({"column": key, "op": "is_null"}), field)?,
+            true,
+        ),
+        ("in", list) => {
+            let inner = list
+                .strip_prefix('(')
+                .and_then(|l| l.strip_suffix(')'))
+                .ok_or_else(|| invalid(field, "in takes a list: in.(a,b)"))?;
+            let items: Vec<Value> = split_list(inner)
+                .into_iter()
+                .map(|v| typed_text(column.kind, &v))
+                .collect();
+            let json = serde_json::json!({"column": key, "op": "in", "value": items});
+            (planner.filter(&json, field)?, true)
+        }
+        ("eq" | "neq" | "gt" | "gte" | "lt" | "lte", v) => {
+            let json = serde_json::json!({"column": key, "op": op, "value": typed_text(column.kind, &scalar(v))});
+            (planner.filter(&json, field)?, true)
+        }
+        ("like" | "ilike", pattern) => {
+            // PostgREST writes LIKE's `%` as `*` in URLs.
+            let pattern = scalar(pattern);
+            let narrows = column.nullable || pattern.chars().any(|c| c != '*' && c != '%');
+            let json =
+                serde_json::json!({"column": key, "op": op, "value": pattern.replace('*', "%")});
+            (planner.filter(&json, field)?, narrows)
+        }
+        ("like(any)" | "like(all)" | "ilike(any)" | "ilike(all)", list) => {
+            let inner = list
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .ok_or_else(|| {
+                    invalid(
+                        field,
+                        format!("{op} takes a list in braces: {op}.{{a*,b*}}"),
+                    )
+                })?;
+            let (like, any) = op
+                .split_once('(')
+                .map_or(("like", true), |(l, q)| (l, q == "any)"));
+            let mut conds = Vec::new();
+            for pattern in split_list(inner) {
+                let json = serde_json::json!({"column": key, "op": like, "value": pattern.replace('*', "%")});
+                conds.push(planner.filter(&json, field)?);
+            }
+            if conds.is_empty() {
+                return Err(invalid(field, format!("{op} takes at least one pattern")));
+            }
+            (
+                if any {
+                    Cond::Any(conds)
+                } else {
+                    Cond::All(conds)
+                },
+                true,
+            )
+        }
+        ("cs" | "cd", v) => {
+            if column.pg_type != "jsonb" {
+                return Err(invalid(
+                    field,
+                    format!("{op} applies to jsonb columns; {key} is {}", column.pg_type),
+                ));
+            }
+            let json: Value = serde_json::from_str(&scalar(v)).map_err(|e| {
+                invalid(field, format!("{op} takes JSON ({op}.{{\"key\":1}}): {e}"))
+            })?;
+            let test = if op == "cs" {
+                Test::Contains(json)
+            } else {
+                Test::ContainedBy(json)
+            };
+            (
+                Cond::Test {
+                    column: column.name.clone(),
+                    test,
+                },
+                true,
+            )
+        }
+        (op, _) => return Err(invalid(field, format!("unsupported operator {op:?}"))),
+    };
+    Ok(match negated {
+        true => (Cond::Not(Box::new(cond)), true),
+        false => (cond, narrows),
+    })
 }
 
 /// A value from a URL, as the JSON the planner types per column.

@@ -8,7 +8,7 @@
 //! two separate parameters would not be.
 
 use crate::plan::{AggFn, CmpOp, Cond, Direction, Measure, OrderKey, QueryPlan, Test, Value};
-use sea_query::extension::postgres::PgExpr;
+use sea_query::extension::postgres::{PgBinOper, PgExpr};
 use sea_query::{
     Alias, Cond as SqCond, Condition, Expr, ExprTrait, Func, Order, PostgresQueryBuilder, Query,
     SelectStatement,
@@ -168,6 +168,7 @@ pub(crate) fn condition(c: &Cond) -> Condition {
             .fold(SqCond::any(), |acc, i| acc.add(condition(i))),
         Cond::Const(b) => SqCond::all().add(Expr::cust(if *b { "TRUE" } else { "FALSE" })),
         Cond::Test { column, test } => SqCond::all().add(predicate(col(column), test)),
+        Cond::Not(inner) => SqCond::all().add(condition(inner)).not(),
     }
 }
 
@@ -191,5 +192,7 @@ fn predicate(c: Expr, test: &Test) -> Expr {
         Test::Between(lo, hi) => c.between(value(lo), value(hi)),
         Test::IsNull => c.is_null(),
         Test::NotNull => c.is_not_null(),
+        Test::Contains(json) => c.binary(PgBinOper::Contains, Expr::val(json.clone())),
+        Test::ContainedBy(json) => c.binary(PgBinOper::Contained, Expr::val(json.clone())),
     }
 }

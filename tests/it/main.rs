@@ -30,6 +30,7 @@ mod redis_server;
 mod replicas;
 mod rest_counts;
 mod rest_doc;
+mod rest_logic;
 mod rls;
 mod seed004;
 mod stale;

@@ -169,7 +169,9 @@ enum FilterKind {
 
 /// The `<op>.<value>` forms a filter on a column of each type accepts:
 /// `eq`/`neq` (and `gt`.. for ordered types), `in.(a,b)`, `is.null`,
-/// `not.is.null`, and `like`/`ilike` (`*` for `%`) on text.
+/// `not.is.null`, and `like`/`ilike` (`*` for `%`) on text. (The service
+/// takes more than these patterns say: `not.` before any operator,
+/// quoted `in` values, `like(any)`/`(all)` lists, `cs`/`cd` on jsonb.)
 fn filter_pattern(kind: FilterKind) -> &'static str {
     match kind {
         FilterKind::Uuid => {
@@ -195,12 +197,40 @@ fn filterable(table: &Table) -> impl Iterator<Item = (&'static str, FilterKind)>
         .filter_map(|c| filter_kind(c.ty).map(|kind| (c.name, kind)))
 }
 
-/// `select`, then a `<column>=<op>.<value>` filter per filterable column.
+/// `select`, then a `<column>=<op>.<value>` filter per filterable column,
+/// then the `or` and `and` logic groups.
 pub fn filter_params(table: &Table) -> Vec<Parameter> {
     let columns: Vec<_> = filterable(table).map(|(name, _)| name).collect();
     let mut params = vec![select_param(&columns)];
     params.extend(filterable(table).map(|(name, kind)| filter_param(name, kind)));
+    let text: Vec<_> = filterable(table)
+        .filter(|(_, kind)| matches!(kind, FilterKind::Text))
+        .map(|(name, _)| name)
+        .collect();
+    if !text.is_empty() {
+        params.extend(logic_params(&text));
+    }
     params
+}
+
+/// `or=(…)` and `and=(…)`. The pattern covers flat groups of `eq`/`neq`
+/// tests on text columns; the service takes the rest of PostgREST's
+/// grammar too.
+fn logic_params(columns: &[&str]) -> Vec<Parameter> {
+    let test = format!(
+        "({})\\.(not\\.)?(eq|neq)\\.[A-Za-z0-9_-]*",
+        columns.join("|")
+    );
+    let pattern = format!("^\\({test}(,{test})*\\)$");
+    let description = "A logic group, as postgrest-js's `.or()` sends it: \
+        `(a.eq.1,b.gt.2)`, items being `<column>.[not.]<op>.<value>` or nested \
+        `[not.]or(…)` / `[not.]and(…)` (at most 8 deep); values holding `,`, `.`, \
+        `(` or `)` in double quotes (`\\` escapes). `not.or` / `not.and` negate \
+        the whole group.";
+    ["or", "and"]
+        .into_iter()
+        .map(|name| query_param(name, description, pattern.clone()))
+        .collect()
 }
 
 /// `order` on the filterable columns.

@@ -29,6 +29,7 @@ mod redis;
 mod redis_server;
 mod replicas;
 mod rest_doc;
+mod rest_upsert;
 mod rls;
 mod stale;
 mod supervisor;

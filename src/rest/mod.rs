@@ -447,7 +447,10 @@ pub fn insert(
         for name in list.split(',') {
             let name = name.trim().trim_matches('"');
             settable(table, name, "query.columns".into())?;
-            columns.push(name.to_owned());
+            // A column named twice would be a PostgreSQL error (42701).
+            if !columns.iter().any(|c| c == name) {
+                columns.push(name.to_owned());
+            }
         }
     } else {
         for (i, o) in objects.iter().enumerate() {

@@ -65,3 +65,11 @@ fn an_upsert_key_must_be_a_unique_constraint_of_the_table() {
         "the primary key by default"
     );
 }
+
+#[test]
+fn a_column_named_twice_in_columns_is_inserted_once() {
+    let t = widgets();
+    let body = serde_json::json!([{"title": "a"}]);
+    let i = insert(&t, &params(r#"columns="title",title"#), &body).unwrap();
+    assert_eq!(i.columns, ["title"]);
+}

@@ -407,3 +407,54 @@ async fn an_upsert_counts_against_the_quota_only_for_the_rows_it_inserts() {
         json!([{"filter_key": "a", "value": 10}, {"filter_key": "b", "value": 2}])
     );
 }
+
+#[tokio::test]
+async fn migration_0014_keeps_the_newest_of_duplicate_global_defaults() {
+    let (pool, _) = fresh_db().await;
+    // A database from before 0014: no constraint, duplicates of a key for
+    // a dashboard and for no dashboard.
+    sqlx::raw_sql(
+        "ALTER TABLE app.global_filter_defaults DROP CONSTRAINT global_filter_defaults_one_per_key;
+         DELETE FROM app.global_filter_defaults;
+         INSERT INTO app.global_filter_defaults (id, dashboard_id, filter_key, value, created_at) VALUES
+           ('00000000-0000-4000-8000-000000000001', NULL, 'region', '\"old\"', '2024-01-01'),
+           ('00000000-0000-4000-8000-000000000002', NULL, 'region', '\"new\"', '2024-02-01'),
+           ('00000000-0000-4000-8000-000000000003', NULL, 'region', '\"older\"', '2023-01-01'),
+           ('00000000-0000-4000-8000-000000000004', NULL, 'status', '\"tie-a\"', '2024-01-01'),
+           ('00000000-0000-4000-8000-000000000005', NULL, 'status', '\"tie-b\"', '2024-01-01'),
+           ('00000000-0000-4000-8000-000000000006',
+            (SELECT id FROM app.dashboards LIMIT 1), 'region', '\"board\"', '2020-01-01');",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(include_str!("../../migrations/0014_upsert_keys.sql"))
+        .execute(&pool)
+        .await
+        .expect("0014 applies over duplicates");
+    let kept: Vec<(String, String)> =
+        sqlx::query_as("SELECT id::text, value::text FROM app.global_filter_defaults ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        kept,
+        [
+            (
+                "00000000-0000-4000-8000-000000000002".into(),
+                "\"new\"".into()
+            ),
+            // Equal created_at: the greatest id.
+            (
+                "00000000-0000-4000-8000-000000000005".into(),
+                "\"tie-b\"".into()
+            ),
+            // Another dashboard's key is another key.
+            (
+                "00000000-0000-4000-8000-000000000006".into(),
+                "\"board\"".into()
+            ),
+        ]
+    );
+    pool.close().await;
+}

@@ -92,7 +92,8 @@ WHERE b.relkind <> 'v'
 
 /// The primary keys and unique indexes of the exposed tables that an
 /// `ON CONFLICT (<columns>)` can infer: on plain columns only (no
-/// expression) and not partial (no predicate).
+/// expression), not partial (no predicate) and not deferrable (PostgreSQL
+/// refuses a deferrable constraint as an arbiter).
 const UNIQUE_KEYS: &str = r#"
 SELECT n.nspname::text, c.relname::text, i.indisprimary,
        ARRAY(SELECT a.attname::text
@@ -103,7 +104,8 @@ FROM pg_index i
 JOIN pg_class c ON c.oid = i.indrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = ANY($1)
-  AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
+  AND i.indisunique AND i.indisvalid AND i.indimmediate
+  AND i.indpred IS NULL AND i.indexprs IS NULL
 ORDER BY n.nspname, c.relname, NOT i.indisprimary, i.indexrelid
 "#;
 

@@ -458,3 +458,53 @@ async fn migration_0014_keeps_the_newest_of_duplicate_global_defaults() {
     );
     pool.close().await;
 }
+
+#[tokio::test]
+async fn a_unique_index_made_later_is_a_key_and_a_deferrable_constraint_is_not() {
+    let t = test_app().await;
+    t.exec(
+        "CREATE UNIQUE INDEX data_sources_one_name ON app.widget_data_sources (owner_id, name);
+         ALTER TABLE app.dashboards ADD CONSTRAINT dashboards_one_name
+           UNIQUE (owner_id, name) DEFERRABLE INITIALLY DEFERRED;",
+    )
+    .await;
+    let token = user(DEMO_USER);
+    let source =
+        json!({"name": "Offline", "data_source": {"table": "servers", "aggregation": "count"}});
+    for _ in 0..2 {
+        let reply = t
+            .request_with(
+                Method::POST,
+                "/rest/v1/widget_data_sources?on_conflict=owner_id,name",
+                Some(&token),
+                Some(source.clone()),
+                &[MERGE],
+            )
+            .await;
+        assert!(reply.status.is_success(), "{}", reply.body);
+    }
+    assert_eq!(
+        t.sql_rows("SELECT name FROM app.widget_data_sources WHERE name = 'Offline'")
+            .await,
+        json!([{"name": "Offline"}])
+    );
+
+    // PostgreSQL takes no deferrable constraint as an arbiter: a 400, not
+    // a 500 from the database.
+    let deferred = t
+        .request_with(
+            Method::POST,
+            "/rest/v1/dashboards?on_conflict=owner_id,name",
+            Some(&token),
+            Some(json!({"name": "Ops"})),
+            &[MERGE],
+        )
+        .await;
+    assert_eq!(
+        deferred.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        deferred.body
+    );
+    assert_eq!(deferred.body["details"]["field"], "query.on_conflict");
+}

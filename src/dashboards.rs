@@ -59,6 +59,16 @@ struct Counted {
 pub struct Written {
     pub rows: Vec<Value>,
     pub select: Vec<String>,
+    /// False for a merge upsert that only merged into existing rows
+    /// (PostgREST answers it 200, not 201).
+    pub created: bool,
+}
+
+/// What an upsert's statement gives.
+#[derive(serde::Deserialize)]
+struct Upserted {
+    rows: Vec<Value>,
+    inserted: u64,
 }
 
 /// A parsed write.
@@ -166,15 +176,17 @@ impl Dashboards {
         Ok(())
     }
 
-    /// Inserts `body` (an object or an array of them) into table `name`.
-    /// With `one_row` (`.single()`), a write of any other number of rows
-    /// is rolled back.
+    /// Inserts `body` (an object or an array of them) into table `name`;
+    /// with a `resolution`, upserts it. With `one_row` (`.single()`), a
+    /// write of any other number of rows is rolled back.
+    #[allow(clippy::too_many_arguments)]
     pub async fn insert(
         &self,
         principal: &Principal,
         name: &str,
         params: &[(String, String)],
         body: &Value,
+        resolution: Option<rest::Resolution>,
         one_row: bool,
         deadline: Deadline,
     ) -> Result<Written, ApiError> {
@@ -191,7 +203,10 @@ impl Dashboards {
                 rows: rows.len(),
             });
         }
-        let insert = rest::insert(&table, params, body)?;
+        let insert = match resolution {
+            Some(resolution) => rest::upsert(&table, params, body, resolution)?,
+            None => rest::insert(&table, params, body)?,
+        };
         self.write(
             principal,
             &table,
@@ -259,7 +274,7 @@ impl Dashboards {
         deadline: Deadline,
     ) -> Result<Option<Value>, ApiError> {
         let written = self
-            .insert(principal, WIDGETS, &[], widget, false, deadline)
+            .insert(principal, WIDGETS, &[], widget, None, false, deadline)
             .await?;
         Ok(written.rows.into_iter().next())
     }
@@ -330,6 +345,17 @@ impl Dashboards {
         // the caller gets back what it selected.
         let every = all(table);
         let deleting = matches!(write, Write::Delete(_));
+        let upserting = matches!(&write, Write::Insert(i) if i.on_conflict.is_some());
+        let merging = matches!(
+            &write,
+            Write::Insert(rest::Insert {
+                on_conflict: Some(rest::OnConflict {
+                    resolution: rest::Resolution::Merge,
+                    ..
+                }),
+                ..
+            })
+        );
         let (sql, values, select, inserted) = match write {
             Write::Insert(mut insert) => {
                 let select = std::mem::replace(&mut insert.select, every);
@@ -358,11 +384,32 @@ impl Dashboards {
         };
         widgets::check_body(&checks, &table.name, body)?;
         let mut tx = self.db.begin_write(principal, deadline).await?;
-        if inserted > 0 {
+        if inserted > 0 && !upserting {
             self.check_quota(principal, table, &mut tx, inserted)
                 .await?;
         }
-        let rows: Vec<Value> = parse(tx.json(sqlx::AssertSqlSafe(sql), values).await?.get())?;
+        // An upsert's rows may all merge into existing ones: its quota is
+        // checked once the statement says how many it inserted (the quota
+        // lock taken before it keeps that count exact); over the quota,
+        // dropping `tx` undoes it all.
+        let owned = if upserting {
+            self.quota_lock(principal, table, &mut tx).await?
+        } else {
+            None
+        };
+        let json = tx.json(sqlx::AssertSqlSafe(sql), values).await?;
+        let (rows, created) = if upserting {
+            let upserted: Upserted = parse(json.get())?;
+            if let Some((owned, what, limit)) = owned
+                && owned.saturating_add(upserted.inserted) > limit
+            {
+                return Err(ApiError::QuotaExceeded { what, limit });
+            }
+            // PostgREST: only a merge that inserted nothing is a 200.
+            (upserted.rows, upserted.inserted > 0 || !merging)
+        } else {
+            (parse::<Vec<Value>>(json.get())?, true)
+        };
         if one_row && rows.len() != 1 {
             // Dropping `tx` rolls the write back: nothing changed.
             return Err(ApiError::NotSingle { rows: rows.len() });
@@ -371,7 +418,48 @@ impl Dashboards {
             widgets::check_saved(&checks, &mut tx, &table.name, &rows).await?;
         }
         tx.commit().await?;
-        Ok(Written { rows, select })
+        Ok(Written {
+            rows,
+            select,
+            created,
+        })
+    }
+
+    /// Takes the caller's quota lock on `table` for the rest of `tx` and
+    /// counts the rows they own: `None` when no quota applies.
+    async fn quota_lock(
+        &self,
+        principal: &Principal,
+        table: &Table,
+        tx: &mut exec::WriteTx<'_>,
+    ) -> Result<Option<(u64, &'static str, u64)>, ApiError> {
+        let Some((what, limit)) = self.quota(principal, table) else {
+            return Ok(None);
+        };
+        let (lock, key) = sql::rest::lock_own_rows(table);
+        tx.count(sqlx::AssertSqlSafe(lock), key).await?;
+        let owned = tx
+            .count(
+                sqlx::AssertSqlSafe(sql::rest::count_own_rows(table)),
+                sqlx::postgres::PgArguments::default(),
+            )
+            .await?;
+        Ok(Some((u64::try_from(owned).unwrap_or(0), what, limit)))
+    }
+
+    /// The caller's quota of `table`, named: none for service_role.
+    fn quota(&self, principal: &Principal, table: &Table) -> Option<(&'static str, u64)> {
+        if principal.role != Role::Authenticated {
+            return None;
+        }
+        let quotas = &self.quotas;
+        Some(match table.name.as_str() {
+            "dashboards" => ("dashboards", quotas.dashboards),
+            "dashboard_widgets" => ("widgets", quotas.widgets),
+            "widget_data_sources" => ("data sources", quotas.data_sources),
+            "user_filter_preferences" => ("filter preferences", quotas.filter_preferences),
+            _ => return None,
+        })
     }
 
     /// Refuses an insert of `adding` rows that would take a user past
@@ -385,26 +473,9 @@ impl Dashboards {
         tx: &mut exec::WriteTx<'_>,
         adding: usize,
     ) -> Result<(), ApiError> {
-        if principal.role != Role::Authenticated {
-            return Ok(());
-        }
-        let quotas = &self.quotas;
-        let (what, limit) = match table.name.as_str() {
-            "dashboards" => ("dashboards", quotas.dashboards),
-            "dashboard_widgets" => ("widgets", quotas.widgets),
-            "widget_data_sources" => ("data sources", quotas.data_sources),
-            "user_filter_preferences" => ("filter preferences", quotas.filter_preferences),
-            _ => return Ok(()),
-        };
-        let (lock, key) = sql::rest::lock_own_rows(table);
-        tx.count(sqlx::AssertSqlSafe(lock), key).await?;
-        let owned = tx
-            .count(
-                sqlx::AssertSqlSafe(sql::rest::count_own_rows(table)),
-                sqlx::postgres::PgArguments::default(),
-            )
-            .await?;
-        if u64::try_from(owned).unwrap_or(0) + adding as u64 > limit {
+        if let Some((owned, what, limit)) = self.quota_lock(principal, table, tx).await?
+            && owned.saturating_add(adding as u64) > limit
+        {
             return Err(ApiError::QuotaExceeded { what, limit });
         }
         Ok(())

@@ -182,6 +182,17 @@ impl ApiError {
                 None,
                 Some("supabase-js sends it when the client has a session or a key".into()),
             ),
+            // A row the policies refuse (an upsert onto another user's
+            // key or row): the grant is there, so no GRANT hint.
+            ApiError::Exec(ExecError::PermissionDenied { message })
+                if message.contains("row-level security") =>
+            {
+                (
+                    "row-level security refused the write: a row may be written only by the user it belongs to".into(),
+                    Some(serde_json::json!({ "reason": message })),
+                    None,
+                )
+            }
             ApiError::Exec(ExecError::PermissionDenied { message }) => (
                 "the caller's role may not do this".into(),
                 Some(serde_json::json!({ "reason": message })),

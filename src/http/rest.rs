@@ -7,6 +7,7 @@ use super::Caller;
 use crate::app::App;
 use crate::deadline::Deadline;
 use crate::error::ApiError;
+use crate::rest::Resolution;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -97,8 +98,11 @@ pub async fn write(
     let dashboards = &app.dashboards;
     let written = match method {
         Method::POST => {
+            let resolution = preferred_resolution(&headers);
             dashboards
-                .insert(&principal, &name, &params, &body, one_row, deadline)
+                .insert(
+                    &principal, &name, &params, &body, resolution, one_row, deadline,
+                )
                 .await?
         }
         Method::PATCH => {
@@ -112,7 +116,8 @@ pub async fn write(
                 .await?
         }
     };
-    let status = if method == Method::POST {
+    // PostgREST: an upsert that only merged into existing rows is a 200.
+    let status = if method == Method::POST && written.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -123,7 +128,7 @@ pub async fn write(
         // array keeps the one documented shape of a 201 (supabase-js reads
         // no body either way).
         return Ok(if method == Method::POST {
-            (StatusCode::CREATED, Json(Vec::<Value>::new())).into_response()
+            (status, Json(Vec::<Value>::new())).into_response()
         } else {
             StatusCode::NO_CONTENT.into_response()
         });
@@ -163,6 +168,21 @@ fn preferences(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
+}
+
+/// `Prefer: resolution=merge-duplicates|ignore-duplicates` (supabase-js
+/// `upsert`, `ignoreDuplicates`); the first one given wins.
+fn preferred_resolution(headers: &HeaderMap) -> Option<Resolution> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| match p.trim() {
+            "resolution=merge-duplicates" => Some(Resolution::Merge),
+            "resolution=ignore-duplicates" => Some(Resolution::Ignore),
+            _ => None,
+        })
 }
 
 /// The rows as JSON, or the one row when the client asked for an object

@@ -72,6 +72,7 @@ mod tests {
             reads: vec![("public".into(), "t".into())],
             change_tracked: true,
             grants: Default::default(),
+            unique_keys: vec![],
             columns: vec![Column {
                 name: "a".into(),
                 pg_type: "int4".into(),

@@ -23,6 +23,7 @@ pub fn schema() -> SchemaCache {
         reads: vec![("public".into(), "servers".into())],
         change_tracked: true,
         grants: Default::default(),
+        unique_keys: vec![],
         columns: vec![
             col("id", "int8"),
             col("hostname", "text"),
@@ -49,6 +50,7 @@ pub fn schema() -> SchemaCache {
         reads: vec![("public".into(), "notes".into())],
         change_tracked: true,
         grants: Default::default(),
+        unique_keys: vec![],
         columns: vec![col("id", "int4"), col("body", "text")],
     };
     SchemaCache::new(vec!["public".into()], [servers, notes])

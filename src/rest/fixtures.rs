@@ -1,7 +1,7 @@
 //! Fixtures of the PostgREST subset's tests and of its SQL's: the
 //! widgets table, and query strings.
 
-use crate::schema::{Column, ColumnKind, RelationKind, Table};
+use crate::schema::{Column, ColumnKind, RelationKind, Table, UniqueKey};
 
 pub fn widgets() -> Table {
     let col = |name: &str, pg_type: &str| Column {
@@ -18,6 +18,10 @@ pub fn widgets() -> Table {
         reads: vec![],
         change_tracked: false,
         grants: Default::default(),
+        unique_keys: vec![UniqueKey {
+            columns: vec!["id".into()],
+            primary: true,
+        }],
         columns: vec![
             col("id", "uuid"),
             col("dashboard_id", "uuid"),

@@ -9,8 +9,10 @@
 //! lists, `in.(a,"b,c")`, `is.null`, `cs`/`cd` on jsonb, `not.` before any
 //! of them; `or=(…)` / `and=(…)` logic groups, nested (`[not.]or(…)`), with
 //! double-quoted values; `order=a.asc,b.desc[.nullsfirst|.nullslast]`,
-//! `limit`, `offset`, the `Range` header, `columns=` on inserts. Embedded
-//! resources and other operators are refused with 400 naming the
+//! `limit`, `offset`, the `Range` header, `columns=` on inserts, and upserts
+//! (`Prefer: resolution=merge-duplicates|ignore-duplicates` with
+//! `on_conflict=`, which must name a primary key or unique constraint).
+//! Embedded resources and other operators are refused with 400 naming the
 //! parameter.
 
 use crate::plan::{Cond, Direction, FilterPlanner, PlanError, PlanErrorKind, Test};
@@ -65,6 +67,29 @@ pub struct Insert {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Option<Value>>>,
     pub select: Vec<String>,
+    /// An upsert's `ON CONFLICT`; `None`: a plain insert.
+    pub on_conflict: Option<OnConflict>,
+}
+
+/// What an upsert does with a row whose key is taken (`Prefer:
+/// resolution=...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// `merge-duplicates`: update the existing row with the values sent.
+    Merge,
+    /// `ignore-duplicates`: keep the existing row, insert nothing.
+    Ignore,
+}
+
+/// `ON CONFLICT (<key>) DO UPDATE SET <update> | DO NOTHING`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnConflict {
+    pub resolution: Resolution,
+    /// The columns of a primary key or unique constraint of the table.
+    pub key: Vec<String>,
+    /// With `Merge`: the columns sent that are not in `key`, set from the
+    /// row proposed (`EXCLUDED`).
+    pub update: Vec<String>,
 }
 
 pub struct Update {
@@ -634,7 +659,10 @@ pub fn insert(
         for name in list.split(',') {
             let name = name.trim().trim_matches('"');
             settable(table, name, "query.columns".into())?;
-            columns.push(name.to_owned());
+            // A column named twice would be a PostgreSQL error (42701).
+            if !columns.iter().any(|c| c == name) {
+                columns.push(name.to_owned());
+            }
         }
     } else {
         for (i, o) in objects.iter().enumerate() {
@@ -664,7 +692,69 @@ pub fn insert(
         columns,
         rows,
         select: select(table, params)?,
+        on_conflict: None,
     })
+}
+
+/// An upsert: an insert whose rows, when their key is taken, update the
+/// existing row (`Merge`) or are left out (`Ignore`). The key is
+/// `on_conflict=a,b` or, as PostgREST, the primary key; it must be the
+/// columns of a primary key or unique constraint (PostgreSQL would refuse
+/// any other with 42P10, PostgREST passes that on as a 400).
+pub fn upsert(
+    table: &Table,
+    params: &[(String, String)],
+    body: &Value,
+    resolution: Resolution,
+) -> Result<Insert, PlanError> {
+    let mut insert = insert(table, params, body)?;
+    let field = "query.on_conflict";
+    let key = match params.iter().find(|(k, _)| k == "on_conflict") {
+        Some((_, list)) => {
+            let mut key: Vec<String> = Vec::new();
+            for name in list.split(',').map(|n| n.trim().trim_matches('"')) {
+                if name.is_empty() {
+                    return Err(invalid(field, "expected column names, comma-separated"));
+                }
+                if table.column(name).is_none() {
+                    return Err(unknown_column(table, name, field.into()));
+                }
+                if !key.iter().any(|k| k == name) {
+                    key.push(name.to_owned());
+                }
+            }
+            let unique = table.unique_key(&key).ok_or_else(|| {
+                invalid(
+                    field,
+                    format!(
+                        "there is no unique or exclusion constraint on ({}) of {}; \
+                         name the columns of the primary key or of a unique constraint",
+                        key.join(", "),
+                        table.name
+                    ),
+                )
+            })?;
+            // The index's own order, from the schema cache.
+            unique.columns.clone()
+        }
+        None => match table.primary_key() {
+            Some(pk) => pk.to_vec(),
+            // PostgREST: no primary key and no on_conflict, a plain insert.
+            None => return Ok(insert),
+        },
+    };
+    let update = insert
+        .columns
+        .iter()
+        .filter(|c| !key.contains(c))
+        .cloned()
+        .collect();
+    insert.on_conflict = Some(OnConflict {
+        resolution,
+        key,
+        update,
+    });
+    Ok(insert)
 }
 
 /// An update: a body object and at least one filter.

@@ -3,7 +3,7 @@
 //! Takes a pool and the exposed schema names; gives a `SchemaCache`. Reads
 //! catalogs only.
 
-use super::{Column, ColumnKind, Grants, RelationKind, SchemaCache, Table};
+use super::{Column, ColumnKind, Grants, RelationKind, SchemaCache, Table, UniqueKey};
 use sqlx::PgPool;
 use std::collections::HashMap;
 
@@ -90,6 +90,25 @@ JOIN pg_class b ON b.oid = deps.rel JOIN pg_namespace bn ON bn.oid = b.relnamesp
 WHERE b.relkind <> 'v'
 "#;
 
+/// The primary keys and unique indexes of the exposed tables that an
+/// `ON CONFLICT (<columns>)` can infer: on plain columns only (no
+/// expression), not partial (no predicate) and not deferrable (PostgreSQL
+/// refuses a deferrable constraint as an arbiter).
+const UNIQUE_KEYS: &str = r#"
+SELECT n.nspname::text, c.relname::text, i.indisprimary,
+       ARRAY(SELECT a.attname::text
+             FROM unnest(i.indkey) WITH ORDINALITY k(attnum, pos)
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+             ORDER BY k.pos) AS columns
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY($1)
+  AND i.indisunique AND i.indisvalid AND i.indimmediate
+  AND i.indpred IS NULL AND i.indexprs IS NULL
+ORDER BY n.nspname, c.relname, NOT i.indisprimary, i.indexrelid
+"#;
+
 /// Installs the change-tracking trigger on the exposed tables that lack it
 /// (see migrations/0004); returns how many it installed.
 pub async fn track_changes(pool: &PgPool, schemas: &[String]) -> Result<i32, sqlx::Error> {
@@ -142,6 +161,7 @@ pub async fn load(pool: &PgPool, schemas: &[String]) -> Result<SchemaCache, sqlx
                         update,
                         delete,
                     },
+                    unique_keys: Vec::new(),
                 }
             });
         table.columns.push(Column {
@@ -169,6 +189,15 @@ pub async fn load(pool: &PgPool, schemas: &[String]) -> Result<SchemaCache, sqlx
         {
             view.reads = reads;
             view.change_tracked = tracked;
+        }
+    }
+    let keys: Vec<(String, String, bool, Vec<String>)> = sqlx::query_as(UNIQUE_KEYS)
+        .bind(schemas)
+        .fetch_all(pool)
+        .await?;
+    for (schema, name, primary, columns) in keys {
+        if let Some(table) = tables.get_mut(&(schema, name)) {
+            table.unique_keys.push(UniqueKey { columns, primary });
         }
     }
     Ok(SchemaCache::new(schemas.to_vec(), tables.into_values()))

@@ -101,6 +101,17 @@ pub struct Table {
     pub columns: Vec<Column>,
     /// What each request role may do with it.
     pub grants: Grants,
+    /// The column sets an `INSERT ... ON CONFLICT (...)` can name: those of
+    /// the primary key and of every unique constraint or plain unique index
+    /// (no expression, no predicate). Empty for views.
+    pub unique_keys: Vec<UniqueKey>,
+}
+
+/// The columns of a primary key or unique constraint, in index order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueKey {
+    pub columns: Vec<String>,
+    pub primary: bool,
 }
 
 /// The request roles (`anon`, `authenticated`, `service_role`) holding
@@ -140,6 +151,21 @@ impl Grants {
 impl Table {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The primary key's columns, if it has one.
+    pub fn primary_key(&self) -> Option<&[String]> {
+        self.unique_keys
+            .iter()
+            .find(|k| k.primary)
+            .map(|k| k.columns.as_slice())
+    }
+
+    /// The unique key made of exactly `columns`, in any order.
+    pub fn unique_key(&self, columns: &[String]) -> Option<&UniqueKey> {
+        self.unique_keys.iter().find(|k| {
+            k.columns.len() == columns.len() && columns.iter().all(|c| k.columns.contains(c))
+        })
     }
 }
 

@@ -31,6 +31,7 @@ mod replicas;
 mod rest_counts;
 mod rest_doc;
 mod rest_logic;
+mod rest_upsert;
 mod rls;
 mod seed004;
 mod stale;

@@ -37,6 +37,23 @@ pub struct WriteParams {
     select: Option<String>,
 }
 
+/// Parameters of inserts and upserts.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InsertParams {
+    /// `*` or a comma-separated column list of the returned rows.
+    select: Option<String>,
+    /// The body keys to insert, comma-separated (optionally double-quoted);
+    /// supabase-js sends it with an array. Other keys are ignored, and a
+    /// row without one of them gets the column's default.
+    columns: Option<String>,
+    /// With `Prefer: resolution=...`: the comma-separated columns of the
+    /// primary key or of a unique constraint whose duplicates are merged
+    /// or ignored (in any order). The primary key when left out. Any other
+    /// column list is a 400 naming `query.on_conflict`.
+    on_conflict: Option<String>,
+}
+
 /// The kinds of widget.
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
@@ -171,16 +188,17 @@ macro_rules! table {
             /// Inserts one row or an array of rows.
             #[utoipa::path(post, path = $path, tag = "rest",
                 operation_id = concat!("create_", stringify!($module)),
-                params(WriteParams,
-                    ("Prefer" = Option<String>, Header, description = "`return=representation` for the rows, else an empty array")),
+                params(InsertParams,
+                    ("Prefer" = Option<String>, Header, description = "Comma-separated: `return=representation` for the rows, else an empty array; `resolution=merge-duplicates` (upsert: a row whose `on_conflict` key exists updates it, setting the columns sent outside the key) or `resolution=ignore-duplicates` (such a row is left out; only inserted rows are returned)")),
                 request_body(content = Vec<$insert>, description = "An object or an array of them"),
                 security(("bearer" = [])),
                 responses(
+                    (status = 200, description = "`resolution=merge-duplicates` that only merged into existing rows: the rows with `Prefer: return=representation`, else an empty array", body = Vec<$row>),
                     (status = 201, description = "Created: the rows with `Prefer: return=representation`, else an empty array", body = Vec<$row>),
                     (status = 400, description = "Invalid body or a value the table refuses; `details.field` names it", body = ErrorBody),
                     (status = 401, description = "Missing or invalid token", body = ErrorBody),
-                    (status = 403, description = "Not the caller's to write, or over the user's quota of rows (`quota_exceeded`)", body = ErrorBody),
-                    (status = 409, description = "A row with this key exists", body = ErrorBody),
+                    (status = 403, description = "Not the caller's to write (row-level security also refuses an upsert onto another user's row), or over the user's quota of rows (`quota_exceeded`; an upsert counts only the rows it inserts)", body = ErrorBody),
+                    (status = 409, description = "A row with this key exists (without `Prefer: resolution=...`, or on another unique key than `on_conflict`)", body = ErrorBody),
                     (status = 413, description = "Body larger than 1 MiB, more rows than `REST_MAX_BULK_ROWS` (`too_many_rows`), or more values than one statement takes (`too_many_parameters`)", body = ErrorBody),
                     (status = 415, description = "The body is not JSON (`Content-Type`)", body = ErrorBody),
                     (status = 429, description = "Over the caller's rate limit (`rate_limited`) or its concurrent queries (`too_many_queries`); see `Retry-After`", body = ErrorBody),

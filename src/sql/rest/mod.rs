@@ -7,9 +7,11 @@
 
 use super::{TooManyParameters, checked, condition};
 use crate::plan::Direction;
-use crate::rest::{Delete, Insert, Read, SCHEMA, Update};
+use crate::rest::{Delete, Insert, Read, Resolution, SCHEMA, Update};
 use crate::schema::Table;
-use sea_query::{Alias, Expr, Func, NullOrdering, Order, PostgresQueryBuilder, Query, SimpleExpr};
+use sea_query::{
+    Alias, Expr, Func, NullOrdering, OnConflict, Order, PostgresQueryBuilder, Query, SimpleExpr,
+};
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
 
 fn quoted(name: &str) -> String {
@@ -120,9 +122,55 @@ pub fn insert(table: &Table, i: &Insert) -> Result<(String, SqlxValues), TooMany
             .collect();
         q.values_panic(exprs);
     }
-    q.returning_all();
+    let Some(upsert) = &i.on_conflict else {
+        q.returning_all();
+        let (sql, values) = q.build_sqlx(PostgresQueryBuilder);
+        return checked(as_json(&sql, &i.select), values);
+    };
+    let mut on_conflict = OnConflict::columns(upsert.key.iter().map(Alias::new));
+    match upsert.resolution {
+        Resolution::Ignore => {
+            on_conflict.do_nothing();
+        }
+        Resolution::Merge => {
+            // Only the columns sent change; with none but the key's, the
+            // key is set to itself so that the row is still returned (and
+            // still passes the UPDATE policies).
+            let update = if upsert.update.is_empty() {
+                &upsert.key
+            } else {
+                &upsert.update
+            };
+            on_conflict.update_columns(update.iter().map(Alias::new));
+            if table.column("updated_at").is_some() && !i.columns.iter().any(|c| c == "updated_at")
+            {
+                on_conflict.value(Alias::new("updated_at"), Expr::cust("now()"));
+            }
+        }
+    }
+    q.on_conflict(on_conflict);
+    // `xmax` is 0 in a row version this statement inserted, and not in
+    // one it updated: how PostgREST-style clients learn whether anything
+    // was created (201) or only merged (200).
+    q.returning(Query::returning().exprs([Expr::cust("*"), Expr::cust("xmax")]));
     let (sql, values) = q.build_sqlx(PostgresQueryBuilder);
-    checked(as_json(&sql, &i.select), values)
+    checked(upserted_json(&sql, &i.select), values)
+}
+
+/// An upsert's rows (`select`'s columns) and how many were inserted, as
+/// `{"rows": [...], "inserted": n}`.
+fn upserted_json(rows_cte: &str, select: &[String]) -> String {
+    let columns = select
+        .iter()
+        .map(|c| format!("w.{}", quoted(c)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH w AS ({rows_cte}) \
+         SELECT json_build_object(\
+           'rows', coalesce((SELECT array_to_json(array_agg(r.*)) FROM (SELECT {columns} FROM w) r), '[]'::json), \
+           'inserted', (SELECT count(*) FROM w WHERE w.xmax::text = '0'))"
+    )
 }
 
 pub fn update(table: &Table, u: &Update) -> Result<(String, SqlxValues), TooManyParameters> {

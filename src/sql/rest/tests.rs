@@ -133,3 +133,42 @@ fn a_counted_read_counts_the_filtered_rows_beside_the_page_in_one_statement() {
     // Every value is a parameter: the filter's twice, the page's bounds once.
     assert_eq!(values.0.0.len(), 4);
 }
+
+#[test]
+fn a_merge_upsert_updates_only_the_columns_sent_outside_the_key() {
+    let mut t = widgets();
+    t.unique_keys.push(crate::schema::UniqueKey {
+        columns: vec!["dashboard_id".into(), "title".into()],
+        primary: false,
+    });
+    let body = serde_json::json!([
+        {"dashboard_id": "5e2b7a1c-3d4f-4a6b-9c8d-0e1f2a3b4c5d", "title": "a", "refresh_interval": 60}
+    ]);
+    let i = upsert(
+        &t,
+        &params(
+            r#"on_conflict=title,dashboard_id&columns="dashboard_id","title","refresh_interval""#,
+        ),
+        &body,
+        Resolution::Merge,
+    )
+    .unwrap();
+    let (sql, values) = sql::rest::insert(&t, &i).unwrap();
+    assert!(
+        sql.contains(r#"VALUES (CAST($1 AS uuid), CAST($2 AS text), CAST($3 AS int4)) ON CONFLICT ("dashboard_id", "title") DO UPDATE SET "refresh_interval" = "excluded"."refresh_interval", "updated_at" = now() RETURNING *, xmax)"#),
+        "{sql}"
+    );
+    assert_eq!(values.0.0.len(), 3, "every value is a parameter");
+}
+
+#[test]
+fn an_ignore_upsert_on_the_primary_key_does_nothing_on_conflict() {
+    let t = widgets();
+    let body = serde_json::json!({"id": "5e2b7a1c-3d4f-4a6b-9c8d-0e1f2a3b4c5d", "title": "a"});
+    let i = upsert(&t, &[], &body, Resolution::Ignore).unwrap();
+    let (sql, _) = sql::rest::insert(&t, &i).unwrap();
+    assert!(
+        sql.contains(r#"ON CONFLICT ("id") DO NOTHING RETURNING *, xmax)"#),
+        "{sql}"
+    );
+}

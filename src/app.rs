@@ -287,13 +287,8 @@ impl App {
     /// every instance shares; `None` when the database cannot say within
     /// a second.
     pub async fn active_widgets(&self) -> Option<u64> {
-        let count = sqlx::query_scalar::<_, i64>(
-            "SELECT count(DISTINCT widget_instance_id) FROM app.widget_data_cache \
-             WHERE widget_instance_id IS NOT NULL AND expires_at > now()",
-        )
-        .fetch_one(&self.pool);
-        match tokio::time::timeout(Duration::from_secs(1), count).await {
-            Ok(Ok(n)) => u64::try_from(n).ok(),
+        match tokio::time::timeout(Duration::from_secs(1), self.cache.active_widgets()).await {
+            Ok(Ok(n)) => Some(n),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "could not count the active widgets");
                 None

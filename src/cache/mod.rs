@@ -527,6 +527,12 @@ impl Cache {
             + table::evict(&self.pool, max_bytes).await?)
     }
 
+    /// Saved widgets with an unexpired entry in the cache table, which
+    /// every instance shares.
+    pub async fn active_widgets(&self) -> Result<u64, sqlx::Error> {
+        table::active_widgets(&self.pool).await
+    }
+
     /// A fresh entry for `key`, counting the hit.
     pub fn fresh(&self, key: &Key, now: DateTime<Utc>) -> Option<Arc<Entry>> {
         let entry = self.memory.get(key).filter(|e| e.expires_at > now)?;

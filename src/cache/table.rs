@@ -79,6 +79,17 @@ pub async fn store(
     tx.commit().await
 }
 
+/// Saved widgets with an unexpired row.
+pub async fn active_widgets(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let count: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT widget_instance_id) FROM app.widget_data_cache \
+         WHERE widget_instance_id IS NOT NULL AND expires_at > now()",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
 /// Deletes expired rows; returns how many.
 pub async fn purge(pool: &PgPool) -> Result<u64, sqlx::Error> {
     Ok(

@@ -80,6 +80,9 @@ pub struct Entry {
     /// The response body of a hit on this entry, rendered by the first hit
     /// and reused by the rest.
     pub hit_body: std::sync::OnceLock<axum::body::Bytes>,
+    /// The answer's `total`, made from the rows by the first answer that
+    /// renders it (its kind depends on the plan, which the key fixes).
+    pub total: std::sync::OnceLock<Option<serde_json::Value>>,
     /// Names this answer for HTTP revalidation, as an `ETag` value: a
     /// digest of the rows and of when they were computed.
     pub etag: axum::body::Bytes,
@@ -105,6 +108,7 @@ impl Entry {
             cached_at,
             expires_at,
             hit_body: Default::default(),
+            total: Default::default(),
             // Weak: a hit's body and a miss's differ in `cached` only.
             etag: format!("W/\"{hex}\"").into(),
             recipe: Default::default(),

@@ -104,7 +104,13 @@ impl WidgetDataResponse<'_> {
             cached_at: a.cached_at(),
             expires_at: a.expires_at(),
             stale: a.stale(),
-            total: total_of(&a.total, a.data()),
+            // Made once per entry: a hit rendered afresh (a widget with a
+            // bundle) does not parse its rows again.
+            total: a
+                .entry
+                .total
+                .get_or_init(|| total_of(&a.total, a.data()))
+                .clone(),
             bundle: a.presentation.bundle.as_ref(),
         }
     }
